@@ -1,0 +1,34 @@
+# One entry point for setting up, running and testing; see README.md.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+.PHONY: setup quickstart test lint clean
+
+# torch first, pinned: its CPU build lies on disk here, while a looser spec may pull CUDA.
+$(BIN)/nas: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev,postgres]'
+	@touch $(BIN)/nas
+
+# System packages (Fashion-MNIST; PostgreSQL for the distributed tests), when apt is usable.
+/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz:
+	@if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	else echo "note: install Debian's dataset-fashion-mnist (or set NAS_DATA) for real-data runs"; fi
+
+setup: $(BIN)/nas /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+quickstart: setup
+	$(BIN)/nas spaces
+	$(BIN)/nas arch show mobilenet_v2_0.5 --input 28x28x1 --classes 10
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check nas search_spaces tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,55 @@
+"""Turn what a user types for an architecture into an ArchSpec: a reference network's name,
+a spec file (JSON, as written by ``nas arch sample --json`` or ``nas train --save``), or a
+spec string."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nas.space import FASHION_MNIST, Shape, get_reference, list_references
+from nas.spec import ArchSpec, SpecError
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # e.g. a spec string too long to be a file name
+        return False
+
+
+def load_arch(text: str, input_shape: Shape | None = None, classes: int | None = None) -> ArchSpec:
+    """Load ``text`` (reference name, spec file path or spec string).
+
+    A reference is built for ``input_shape`` and ``classes`` (default 28x28x1, 10 classes). A
+    file or string carries its own shape; if ``input_shape``/``classes`` are given and differ,
+    that is an error rather than a silent rebuild.
+    """
+    if text in list_references():
+        return get_reference(text, input_shape or FASHION_MNIST, classes or 10)
+    path = Path(text)
+    if "|" in text and not _is_file(path):
+        spec = ArchSpec.from_string(text)
+    elif path.suffix == ".json" or _is_file(path):
+        if not path.is_file():
+            raise SpecError(f"arch file {text!r} does not exist")
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise SpecError(f"arch file {text!r} is not valid JSON: {exc}") from None
+        if isinstance(data, dict) and "spec" in data and isinstance(data["spec"], dict):
+            data = data["spec"]  # a record that wraps the spec (e.g. an exported card)
+        try:
+            spec = ArchSpec.from_dict(data)
+        except SpecError as exc:
+            raise SpecError(f"arch file {text!r} is not a valid spec: {exc}") from None
+    else:
+        from nas.space import closest
+
+        raise SpecError(f"{text!r} is neither a reference network{closest(text, list_references())}, "
+                        f"a spec file nor a spec string; references: {', '.join(list_references())}")
+    if input_shape is not None and spec.input != tuple(input_shape):
+        raise SpecError(f"{text!r} is a spec for input {spec.input}, not {tuple(input_shape)}")
+    if classes is not None and spec.classes != classes:
+        raise SpecError(f"{text!r} is a spec for {spec.classes} classes, not {classes}")
+    return spec

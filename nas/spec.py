@@ -1,0 +1,594 @@
+"""Architecture specs: the one value that describes a network.
+
+An :class:`ArchSpec` is a frozen, hashable tree of block dataclasses made only of
+primitives and tuples. It has a canonical JSON form (its SHA-256 prefix is the
+``arch_id``) and a compact string form with a strict parser, e.g.::
+
+    28x28x1>10|conv_k3_s1_c16_bn_relu6|ir_k3_s1_e1_c16_relu6|ir_k5_s2_e6_c24_se_hswish|conv_k1_s1_c64_bn_relu6,gap,fc
+
+Sections are separated by ``|``: the header ``HxWxC>CLASSES``, the stem, one section per
+stage, and the head; blocks inside a section are separated by ``,``.
+
+Specs know nothing of shapes beyond their own fields: all shape arithmetic lives in
+:mod:`nas.ops`, which :class:`ArchSpec` calls once on construction so that an impossible
+network is rejected when it is made, with the block's location in the message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+ACTIVATIONS = ("relu", "relu6", "hswish", "none")
+KERNELS = (1, 3, 5, 7)
+STRIDES = (1, 2)
+NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+
+
+class SpecError(ValueError):
+    """A spec (or its JSON or string form) is invalid; the message names the field and value."""
+
+
+# --------------------------------------------------------------------------------------
+# field checks
+
+
+def _check_int(block: str, field: str, value: Any, *, minimum: int = 1, choices=None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"{block}.{field} must be an integer, got {value!r}")
+    if choices is not None and value not in choices:
+        raise SpecError(f"{block}.{field} must be one of {list(choices)}, got {value!r}")
+    if value < minimum:
+        raise SpecError(f"{block}.{field} must be >= {minimum}, got {value!r}")
+
+
+def _check_bool(block: str, field: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise SpecError(f"{block}.{field} must be true or false, got {value!r}")
+
+
+def _check_act(block: str, value: Any) -> None:
+    if value not in ACTIVATIONS:
+        raise SpecError(f"{block}.act must be one of {list(ACTIVATIONS)}, got {value!r}")
+
+
+def _canonical_number(value: float | int) -> float | int:
+    """Integral floats become ints so that 6.0 and 6 give the same spec and arch_id."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+# --------------------------------------------------------------------------------------
+# blocks
+#
+# Each block class declares TYPE (its name in JSON and strings) and TOKENS: for every
+# non-boolean, non-activation field, the prefix of its string token (``k3`` = kernel 3).
+# Boolean fields appear in the string as a bare flag when true; ``act`` as a bare name.
+
+
+@dataclass(frozen=True)
+class Block:
+    TYPE: ClassVar[str] = ""
+    TOKENS: ClassVar[dict[str, str]] = {}
+
+    def validate(self) -> None:  # pragma: no cover - every subclass overrides
+        raise NotImplementedError
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"type": self.TYPE}
+        for name in _field_names(type(self)):
+            value = getattr(self, name)
+            data[name] = list(value) if isinstance(value, tuple) else value
+        return data
+
+    @classmethod
+    def format_tuple(cls, value: tuple) -> str:
+        return "-".join(str(v) for v in value)
+
+    @classmethod
+    def parse_tuple(cls, text: str) -> tuple:
+        return tuple(text.split("-"))
+
+    def to_string(self) -> str:
+        tokens = [self.TYPE]
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name == "act":
+                tokens.append(value)
+            elif isinstance(value, bool):
+                if value:
+                    tokens.append(field.name)
+            elif isinstance(value, tuple):
+                tokens.append(self.TOKENS[field.name] + self.format_tuple(value))
+            else:
+                tokens.append(f"{self.TOKENS[field.name]}{value}")
+        return "_".join(tokens)
+
+
+@dataclass(frozen=True)
+class Conv(Block):
+    """Convolution + optional batch norm + activation (stems, heads, classifiers). Padding is
+    ``kernel // 2`` unless ``valid`` (no padding, as in SqueezeNet's first conv)."""
+
+    TYPE: ClassVar[str] = "conv"
+    TOKENS: ClassVar[dict[str, str]] = {"kernel": "k", "stride": "s", "out": "c"}
+    kernel: int
+    stride: int
+    out: int
+    bn: bool = True
+    bias: bool = False
+    valid: bool = False
+    act: str = "relu"
+
+    def validate(self) -> None:
+        _check_int("conv", "kernel", self.kernel, choices=KERNELS)
+        _check_int("conv", "stride", self.stride, choices=STRIDES)
+        _check_int("conv", "out", self.out)
+        _check_bool("conv", "bn", self.bn)
+        _check_bool("conv", "bias", self.bias)
+        _check_bool("conv", "valid", self.valid)
+        _check_act("conv", self.act)
+
+
+@dataclass(frozen=True)
+class DepthwiseSeparable(Block):
+    """MobileNetV1: depthwise KxK + BN + act, pointwise 1x1 + BN + act."""
+
+    TYPE: ClassVar[str] = "ds"
+    TOKENS: ClassVar[dict[str, str]] = {"kernel": "k", "stride": "s", "out": "c"}
+    kernel: int
+    stride: int
+    out: int
+    act: str = "relu"
+
+    def validate(self) -> None:
+        _check_int("ds", "kernel", self.kernel, choices=(3, 5, 7))
+        _check_int("ds", "stride", self.stride, choices=STRIDES)
+        _check_int("ds", "out", self.out)
+        _check_act("ds", self.act)
+
+
+@dataclass(frozen=True)
+class InvertedResidual(Block):
+    """MobileNetV2 inverted residual; the identity shortcut is added when shapes allow."""
+
+    TYPE: ClassVar[str] = "ir"
+    TOKENS: ClassVar[dict[str, str]] = {"kernel": "k", "stride": "s", "expand": "e", "out": "c"}
+    kernel: int
+    stride: int
+    expand: float
+    out: int
+    se: bool = False
+    act: str = "relu6"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.expand, (int, float)) and not isinstance(self.expand, bool):
+            object.__setattr__(self, "expand", _canonical_number(self.expand))
+        self.validate()
+
+    def validate(self) -> None:
+        _check_int("ir", "kernel", self.kernel, choices=(3, 5, 7))
+        _check_int("ir", "stride", self.stride, choices=STRIDES)
+        if isinstance(self.expand, bool) or not isinstance(self.expand, (int, float)):
+            raise SpecError(f"ir.expand must be a number, got {self.expand!r}")
+        if not 1 <= self.expand <= 12:
+            raise SpecError(f"ir.expand must be between 1 and 12, got {self.expand!r}")
+        _check_int("ir", "out", self.out)
+        _check_bool("ir", "se", self.se)
+        _check_act("ir", self.act)
+
+
+@dataclass(frozen=True)
+class ShuffleUnit(Block):
+    """ShuffleNetV2 unit: when it keeps its shape it splits the channels in half; otherwise
+    (stride 2, or a change of width) both branches transform the whole input."""
+
+    TYPE: ClassVar[str] = "shuffle"
+    TOKENS: ClassVar[dict[str, str]] = {"kernel": "k", "stride": "s", "out": "c"}
+    kernel: int
+    stride: int
+    out: int
+
+    def validate(self) -> None:
+        _check_int("shuffle", "kernel", self.kernel, choices=(3, 5, 7))
+        _check_int("shuffle", "stride", self.stride, choices=STRIDES)
+        _check_int("shuffle", "out", self.out, minimum=2)
+        if self.out % 2:
+            raise SpecError(f"shuffle.out must be even (two branches), got {self.out}")
+
+
+@dataclass(frozen=True)
+class Fire(Block):
+    """SqueezeNet Fire: squeeze 1x1, then expand 1x1 and 3x3 concatenated; optional bypass."""
+
+    TYPE: ClassVar[str] = "fire"
+    TOKENS: ClassVar[dict[str, str]] = {"squeeze": "sq", "expand1x1": "e1x", "expand3x3": "e3x"}
+    squeeze: int
+    expand1x1: int
+    expand3x3: int
+    bypass: bool = False
+    bn: bool = False
+
+    def validate(self) -> None:
+        _check_int("fire", "squeeze", self.squeeze)
+        _check_int("fire", "expand1x1", self.expand1x1, minimum=0)
+        _check_int("fire", "expand3x3", self.expand3x3, minimum=0)
+        if self.expand1x1 + self.expand3x3 < 1:
+            raise SpecError("fire.expand1x1 + fire.expand3x3 must be >= 1, got 0")
+        _check_bool("fire", "bypass", self.bypass)
+        _check_bool("fire", "bn", self.bn)
+
+
+@dataclass(frozen=True)
+class MaxPool(Block):
+    TYPE: ClassVar[str] = "maxpool"
+    TOKENS: ClassVar[dict[str, str]] = {"kernel": "k", "stride": "s", "pad": "p"}
+    kernel: int
+    stride: int
+    pad: int = 0
+    ceil: bool = False
+
+    def validate(self) -> None:
+        _check_int("maxpool", "kernel", self.kernel, choices=(2, 3))
+        _check_int("maxpool", "stride", self.stride, choices=STRIDES)
+        _check_int("maxpool", "pad", self.pad, minimum=0)
+        if self.pad > self.kernel // 2:
+            raise SpecError(f"maxpool.pad must be <= kernel // 2, got {self.pad}")
+        _check_bool("maxpool", "ceil", self.ceil)
+
+
+@dataclass(frozen=True)
+class Skip(Block):
+    """Identity: a layer chosen away. Search spaces drop it from canonical specs."""
+
+    TYPE: ClassVar[str] = "skip"
+
+    def validate(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class GlobalPool(Block):
+    TYPE: ClassVar[str] = "gap"
+
+    def validate(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Dropout(Block):
+    TYPE: ClassVar[str] = "dropout"
+    TOKENS: ClassVar[dict[str, str]] = {"p": "p"}
+    p: float
+
+    def __post_init__(self) -> None:
+        if isinstance(self.p, (int, float)) and not isinstance(self.p, bool):
+            object.__setattr__(self, "p", float(self.p))
+        self.validate()
+
+    def validate(self) -> None:
+        if isinstance(self.p, bool) or not isinstance(self.p, float) or not 0 <= self.p < 1:
+            raise SpecError(f"dropout.p must be a number in [0, 1), got {self.p!r}")
+
+
+@dataclass(frozen=True)
+class Linear(Block):
+    """Fully connected classifier onto the class count (its input must be 1x1)."""
+
+    TYPE: ClassVar[str] = "fc"
+
+    def validate(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class NB201Cell(Block):
+    """NAS-Bench-201 cell: 4 nodes, 6 edges; ``ops`` lists the edges 1<-0, 2<-0, 2<-1, 3<-0,
+    3<-1, 3<-2 (the order of the standard arch string). Each node-op is ReLU-conv-BN."""
+
+    TYPE: ClassVar[str] = "nb201"
+    TOKENS: ClassVar[dict[str, str]] = {"ops": "o"}
+    # short names for the string form, where "_" separates tokens
+    ALIASES: ClassVar[dict[str, str]] = {
+        "none": "none", "skip_connect": "skip", "nor_conv_1x1": "c1", "nor_conv_3x3": "c3",
+        "avg_pool_3x3": "ap3",
+    }
+    ops: tuple[str, ...]
+
+    @classmethod
+    def format_tuple(cls, value: tuple) -> str:
+        return "-".join(cls.ALIASES[v] for v in value)
+
+    @classmethod
+    def parse_tuple(cls, text: str) -> tuple:
+        names = {alias: name for name, alias in cls.ALIASES.items()}
+        ops = []
+        for alias in text.split("-"):
+            if alias not in names:
+                raise SpecError(f"nb201.ops: unknown op alias {alias!r}; expected one of {sorted(names)}")
+            ops.append(names[alias])
+        return tuple(ops)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.ops, list):
+            object.__setattr__(self, "ops", tuple(self.ops))
+        self.validate()
+
+    def validate(self) -> None:
+        if not isinstance(self.ops, tuple) or len(self.ops) != 6:
+            raise SpecError(f"nb201.ops must list 6 edge ops, got {self.ops!r}")
+        for op in self.ops:
+            if op not in NB201_OPS:
+                raise SpecError(f"nb201.ops: unknown op {op!r}; expected one of {list(NB201_OPS)}")
+
+
+@dataclass(frozen=True)
+class ResBlock(Block):
+    """ResNet basic block (ReLU-conv-BN x2, shortcut avgpool+1x1 when shapes change):
+    the NAS-Bench-201 reduction block."""
+
+    TYPE: ClassVar[str] = "res"
+    TOKENS: ClassVar[dict[str, str]] = {"stride": "s", "out": "c"}
+    stride: int
+    out: int
+
+    def validate(self) -> None:
+        _check_int("res", "stride", self.stride, choices=STRIDES)
+        _check_int("res", "out", self.out)
+
+
+BLOCK_TYPES: dict[str, type[Block]] = {
+    cls.TYPE: cls
+    for cls in (
+        Conv, DepthwiseSeparable, InvertedResidual, ShuffleUnit, Fire, MaxPool, Skip,
+        GlobalPool, Dropout, Linear, NB201Cell, ResBlock,
+    )
+}
+
+
+def block_from_dict(data: Any, where: str) -> Block:
+    """Build a block from its JSON dict; ``where`` locates it in error messages."""
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{where}: a block must be an object, got {data!r}")
+    kind = data.get("type")
+    if kind not in BLOCK_TYPES:
+        raise SpecError(f"{where}: unknown block type {kind!r}; expected one of {sorted(BLOCK_TYPES)}")
+    cls = BLOCK_TYPES[kind]
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names - {"type"})
+    if unknown:
+        raise SpecError(f"{where}: unknown field(s) {unknown} for block type {kind!r}; expected {sorted(names)}")
+    kwargs = {k: v for k, v in data.items() if k != "type"}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a missing required field
+        missing = sorted(f.name for f in dataclasses.fields(cls)
+                         if f.name not in kwargs and f.default is dataclasses.MISSING)
+        raise SpecError(f"{where}: block {kind!r} is missing field(s) {missing}") from exc
+    except SpecError as exc:
+        raise SpecError(f"{where}: {exc}") from None
+
+
+_NUMBER = r"(\d+(?:\.\d+)?)"
+
+
+def block_from_string(text: str, where: str) -> Block:
+    """Parse one block token such as ``ir_k5_s2_e6_c24_se_hswish``; strict."""
+    parts = text.strip().split("_")
+    kind = parts[0]
+    if kind not in BLOCK_TYPES:
+        raise SpecError(f"{where}: unknown block type {kind!r} in {text!r}; expected one of {sorted(BLOCK_TYPES)}")
+    cls = BLOCK_TYPES[kind]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for token in parts[1:]:
+        name, value = _match_token(cls, fields, token)
+        if name is None:
+            raise SpecError(f"{where}: unknown token {token!r} in {text!r} for block type {kind!r}")
+        if name in kwargs:
+            raise SpecError(f"{where}: field {name!r} given twice in {text!r}")
+        kwargs[name] = value
+    for name, field in fields.items():
+        if name not in kwargs and isinstance(field.default, bool):
+            kwargs[name] = False  # a boolean flag that is absent is false
+    return block_from_dict({"type": kind, **kwargs}, where)
+
+
+def _match_token(cls: type[Block], fields: dict, token: str) -> tuple[str | None, Any]:
+    if "act" in fields and token in ACTIVATIONS:
+        return "act", token
+    if token in fields and isinstance(fields[token].default, bool):
+        return token, True
+    # longest prefix first so that "sq" is tried before "s"
+    for name, prefix in sorted(cls.TOKENS.items(), key=lambda item: -len(item[1])):
+        if not token.startswith(prefix):
+            continue
+        rest = token[len(prefix):]
+        if name == "ops":
+            return name, cls.parse_tuple(rest)
+        match = re.fullmatch(_NUMBER, rest)
+        if match:
+            number = float(rest) if "." in rest else int(rest)
+            return name, number
+    return None, None
+
+
+# --------------------------------------------------------------------------------------
+# the architecture
+
+
+def _shape_text(shape: tuple[int, int, int]) -> str:
+    return "x".join(str(v) for v in shape)
+
+
+def parse_shape(text: str, what: str = "input") -> tuple[int, int, int]:
+    """Parse ``HxWxC`` (e.g. ``28x28x1``) into a tuple; a clear error otherwise."""
+    match = re.fullmatch(r"\s*(\d+)x(\d+)x(\d+)\s*", str(text))
+    if not match or min(int(v) for v in match.groups()) < 1:
+        raise SpecError(f"{what} must look like HxWxC with positive integers (e.g. 28x28x1), got {text!r}")
+    return tuple(int(v) for v in match.groups())  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """A whole network: input shape (H, W, C), class count, stem, stages and head."""
+
+    input: tuple[int, int, int]
+    classes: int
+    stem: tuple[Block, ...]
+    stages: tuple[tuple[Block, ...], ...]
+    head: tuple[Block, ...]
+
+    def __post_init__(self) -> None:
+        if (not isinstance(self.input, tuple) or len(self.input) != 3
+                or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in self.input)):
+            raise SpecError(f"input must be (H, W, C) positive integers, got {self.input!r}")
+        _check_int("spec", "classes", self.classes, minimum=1)
+        for name, section in (("stem", self.stem), ("head", self.head)):
+            self._check_blocks(name, section)
+        if not isinstance(self.stages, tuple):
+            raise SpecError(f"stages must be a tuple of stages, got {type(self.stages).__name__}")
+        for i, stage in enumerate(self.stages):
+            self._check_blocks(f"stages[{i}]", stage)
+        if not self.head:
+            raise SpecError("head must hold at least the classifier, got no blocks")
+        from nas.ops import resolve  # shape checks live with the shape arithmetic
+
+        resolve(self)
+
+    @staticmethod
+    def _check_blocks(name: str, blocks: Any) -> None:
+        if not isinstance(blocks, tuple):
+            raise SpecError(f"{name} must be a tuple of blocks, got {type(blocks).__name__}")
+        for j, block in enumerate(blocks):
+            if not isinstance(block, Block):
+                raise SpecError(f"{name}[{j}] must be a block, got {block!r}")
+
+    # ---- traversal
+
+    def sections(self) -> list[tuple[str, tuple[Block, ...]]]:
+        """(location, blocks) for the stem, each stage and the head, in order."""
+        return ([("stem", self.stem)]
+                + [(f"stages[{i}]", stage) for i, stage in enumerate(self.stages)]
+                + [("head", self.head)])
+
+    def blocks(self) -> list[tuple[str, Block]]:
+        """Every block with its location, e.g. ``("stages[1][0]", InvertedResidual(...))``."""
+        return [(f"{where}[{j}]", block) for where, section in self.sections()
+                for j, block in enumerate(section)]
+
+    # ---- JSON
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input": list(self.input),
+            "classes": self.classes,
+            "stem": [b.to_dict() for b in self.stem],
+            "stages": [[b.to_dict() for b in stage] for stage in self.stages],
+            "head": [b.to_dict() for b in self.head],
+        }
+
+    def to_json(self, indent: int | None = None) -> str:
+        """Canonical JSON (sorted keys, no spaces) unless ``indent`` asks for a readable form."""
+        if indent is None:
+            return self._canonical_json
+        return json.dumps(self.to_dict(), sort_keys=True, indent=indent)
+
+    # cached_property stores into the instance __dict__, which a frozen dataclass allows;
+    # the cache is not a field, so equality and hashing ignore it.
+    @functools.cached_property
+    def _canonical_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @functools.cached_property
+    def arch_id(self) -> str:
+        """Stable 16-hex-digit hash of the canonical JSON."""
+        return hashlib.sha256(self._canonical_json.encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ArchSpec:
+        if not isinstance(data, Mapping):
+            raise SpecError(f"a spec must be a JSON object, got {type(data).__name__}")
+        expected = {"input", "classes", "stem", "stages", "head"}
+        unknown = sorted(set(data) - expected)
+        if unknown:
+            raise SpecError(f"unknown spec field(s) {unknown}; expected {sorted(expected)}")
+        missing = sorted(expected - set(data))
+        if missing:
+            raise SpecError(f"spec is missing field(s) {missing}")
+        shape = data["input"]
+        if isinstance(shape, str):
+            shape = parse_shape(shape)
+        if not isinstance(shape, (list, tuple)):
+            raise SpecError(f"input must be [H, W, C], got {shape!r}")
+        for name in ("stem", "head", "stages"):
+            if not isinstance(data[name], list):
+                raise SpecError(f"{name} must be a list, got {data[name]!r}")
+        stages = []
+        for i, stage in enumerate(data["stages"]):
+            if not isinstance(stage, list):
+                raise SpecError(f"stages[{i}] must be a list of blocks, got {stage!r}")
+            stages.append(tuple(block_from_dict(b, f"stages[{i}][{j}]") for j, b in enumerate(stage)))
+        return cls(
+            input=tuple(shape),
+            classes=data["classes"],
+            stem=tuple(block_from_dict(b, f"stem[{j}]") for j, b in enumerate(data["stem"])),
+            stages=tuple(stages),
+            head=tuple(block_from_dict(b, f"head[{j}]") for j, b in enumerate(data["head"])),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ArchSpec:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"spec is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    # ---- string form
+
+    def to_string(self) -> str:
+        header = f"{_shape_text(self.input)}>{self.classes}"
+        sections = [",".join(b.to_string() for b in blocks) for _, blocks in self.sections()]
+        return "|".join([header, *sections])
+
+    @classmethod
+    def from_string(cls, text: str) -> ArchSpec:
+        parts = text.strip().split("|")
+        if len(parts) < 3:
+            raise SpecError(f"a spec string needs at least header|stem|head sections, got {text!r}")
+        header = re.fullmatch(r"(\d+x\d+x\d+)>(\d+)", parts[0].strip())
+        if not header:
+            raise SpecError(f"spec string header must look like 28x28x1>10, got {parts[0]!r}")
+
+        def section(raw: str, where: str) -> tuple[Block, ...]:
+            raw = raw.strip()
+            if not raw:
+                return ()
+            return tuple(block_from_string(tok, f"{where}[{j}]") for j, tok in enumerate(raw.split(",")))
+
+        return cls(
+            input=parse_shape(header.group(1)),
+            classes=int(header.group(2)),
+            stem=section(parts[1], "stem"),
+            stages=tuple(section(p, f"stages[{i}]") for i, p in enumerate(parts[2:-1])),
+            head=section(parts[-1], "head"),
+        )
+
+    def __str__(self) -> str:
+        return self.to_string()

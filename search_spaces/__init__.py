@@ -1,0 +1,10 @@
+"""The bundled search spaces, one family per module; importing this package registers them."""
+
+from search_spaces import (  # noqa: F401  (imported for their registrations)
+    hybrid,
+    mobilenet_v1,
+    mobilenet_v2,
+    proxylessnas,
+    shufflenet_v2,
+    squeezenet,
+)

@@ -1,0 +1,312 @@
+"""Experiment configs: YAML in, typed and validated objects out.
+
+Everything is checked before any work starts: an unknown key is an error naming it (and the
+closest valid key, for typos), a wrong type or an impossible value is an error naming the
+key's full path (``objective.max_latency_ms``). YAML is read with ``safe_load`` only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from nas.space import closest
+
+
+class ConfigError(ValueError):
+    """An invalid experiment config; the message names the key and the bad value."""
+
+
+# --------------------------------------------------------------------------------------
+# sections
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    name: str = "fashion-mnist"
+    path: str | None = None
+    val_fraction: float = 0.1
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self, where: str) -> None:
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"{where}.val_fraction must be in (0, 1), got {self.val_fraction!r}")
+
+
+@dataclass(frozen=True)
+class EvaluatorConfig:
+    """``kind`` and ``options`` go to :func:`nas.evaluate.make_evaluator` (which validates them)."""
+
+    kind: str = "train"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    table: str
+    missing: Literal["error", "nearest", "interpolate"] = "error"
+
+
+@dataclass(frozen=True)
+class NetAdaptConfig:
+    start: str  # a reference network or spec file, a member of the space
+    budget_ms: float
+    initial_reduction: float = 0.1  # first iteration's latency reduction, as a fraction of the start latency
+    decay: float = 0.9
+    max_iterations: int = 20
+
+    def validate(self, where: str) -> None:
+        if self.budget_ms <= 0:
+            raise ConfigError(f"{where}.budget_ms must be > 0, got {self.budget_ms!r}")
+        if not 0 < self.initial_reduction < 1:
+            raise ConfigError(f"{where}.initial_reduction must be in (0, 1), got {self.initial_reduction!r}")
+        if not 0 < self.decay <= 1:
+            raise ConfigError(f"{where}.decay must be in (0, 1], got {self.decay!r}")
+        if self.max_iterations < 1:
+            raise ConfigError(f"{where}.max_iterations must be >= 1, got {self.max_iterations!r}")
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    kind: Literal["pareto", "mnas", "netadapt"] = "pareto"
+    max_latency_ms: float | None = None  # pareto: hard constraint (infeasible nets are never trained)
+    target_ms: float | None = None  # mnas: T
+    mode: Literal["soft", "hard"] = "soft"  # mnas: soft alpha = beta = -0.07; hard alpha = 0, beta = -1
+    alpha: float | None = None  # mnas: exponent when LAT <= T (overrides mode)
+    beta: float | None = None  # mnas: exponent when LAT > T (overrides mode)
+    extra: list[Literal["macs", "params"]] = field(default_factory=list)  # pareto: extra objectives
+    max_macs: int | None = None
+    max_params: int | None = None
+    netadapt: NetAdaptConfig | None = None
+
+    def validate(self, where: str) -> None:
+        for name in ("max_latency_ms", "target_ms", "max_macs", "max_params"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{where}.{name} must be > 0, got {value!r}")
+        if self.kind == "mnas" and self.target_ms is None:
+            raise ConfigError(f"{where}.target_ms is required for the mnas objective (the latency target T in ms)")
+        if self.kind == "netadapt" and self.netadapt is None:
+            raise ConfigError(f"{where}.netadapt (start, budget_ms, ...) is required for the netadapt objective")
+        if self.kind != "pareto" and self.extra:
+            raise ConfigError(f"{where}.extra objectives apply to the pareto objective only, got kind {self.kind!r}")
+        if len(set(self.extra)) != len(self.extra):
+            raise ConfigError(f"{where}.extra lists an objective twice: {self.extra!r}")
+
+    @property
+    def exponents(self) -> tuple[float, float]:
+        """(alpha, beta) of the MnasNet reward."""
+        alpha, beta = (-0.07, -0.07) if self.mode == "soft" else (0.0, -1.0)
+        return (alpha if self.alpha is None else self.alpha, beta if self.beta is None else self.beta)
+
+
+SAMPLERS = ("nsga2", "nsga3", "tpe", "random")
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    kind: Literal["auto", "nsga2", "nsga3", "tpe", "random"] = "auto"  # auto: nsga2 for pareto, tpe otherwise
+    population_size: int = 16
+    n_startup_trials: int = 10
+
+    def validate(self, where: str) -> None:
+        if self.population_size < 2:
+            raise ConfigError(f"{where}.population_size must be >= 2, got {self.population_size!r}")
+        if self.n_startup_trials < 0:
+            raise ConfigError(f"{where}.n_startup_trials must be >= 0, got {self.n_startup_trials!r}")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str
+    space: SpaceConfig
+    latency: LatencyConfig
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    trials: int | None = None
+    timeout_s: float | None = None
+    seed: int = 0
+    storage: str | None = None  # default: SQLite in the output folder
+    study: str | None = None  # default: the experiment name
+    output: str | None = None  # default: runs/<name>
+    baselines: list[str] = field(default_factory=list)  # reference names or spec files
+    description: str = ""
+
+    def validate(self, where: str) -> None:
+        if not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
+            raise ConfigError(f"name must be a non-empty string of letters, digits, '-', '_' or '.', got {self.name!r}")
+        if self.trials is None and self.timeout_s is None and self.objective.kind != "netadapt":
+            raise ConfigError("give trials and/or timeout_s: a search needs a stopping rule")
+        if self.trials is not None and self.trials < 1:
+            raise ConfigError(f"trials must be >= 1, got {self.trials!r}")
+        if self.timeout_s is not None and self.timeout_s <= 0:
+            raise ConfigError(f"timeout_s must be > 0, got {self.timeout_s!r}")
+
+    @property
+    def study_name(self) -> str:
+        return self.study or self.name
+
+    def output_dir(self) -> Path:
+        return Path(self.output or f"runs/{self.name}")
+
+    def storage_url(self) -> str:
+        return self.storage or f"sqlite:///{self.output_dir() / 'study.db'}"
+
+    def sampler_kind(self) -> str:
+        if self.sampler.kind != "auto":
+            return self.sampler.kind
+        return "nsga2" if self.objective.kind == "pareto" else "tpe"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------------------
+# generic parsing of the dataclasses above
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "a mapping"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+            type(None): "null"}.get(tp, str(tp))
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(value, option, where)
+            except ConfigError as exc:
+                if not str(exc).startswith(f"{where} must be"):
+                    raise  # the value had the right shape; a nested key is wrong
+        raise ConfigError(f"{where} must be {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            hint = closest(str(value), [str(c) for c in choices])
+            raise ConfigError(f"{where} must be one of {list(choices)}, got {value!r}{hint}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be {_type_name(tp)}, got {value!r}")
+        return [_convert(v, typing.get_args(tp)[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        return parse_section(tp, value, where)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    if tp is Any:
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {where}")  # a bug in this module
+
+
+def parse_section(cls: type, data: Any, where: str) -> Any:
+    """Build dataclass ``cls`` from a mapping, checking keys, types and values."""
+    label = where or "the config"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{label} must be a mapping of keys to values, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    prefix = f"{where}." if where else ""
+    for key in data:
+        if key not in fields:
+            raise ConfigError(f"unknown key {prefix}{key!s}{closest(str(key), fields)}; "
+                              f"expected one of {sorted(fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _convert(data[name], hints[name], f"{prefix}{name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing required key {prefix}{name} ({_type_name(hints[name])})")
+    obj = cls(**kwargs)
+    if hasattr(obj, "validate"):
+        obj.validate(where)
+    return obj
+
+
+def _shorthand(data: dict) -> dict:
+    """Accept ``space: hybrid`` for ``space: {name: hybrid}`` and likewise for other sections."""
+    data = dict(data)
+    for key, inner in (("space", "name"), ("dataset", "name"), ("evaluator", "kind"), ("objective", "kind"),
+                       ("sampler", "kind"), ("latency", "table")):
+        if isinstance(data.get(key), str):
+            data[key] = {inner: data[key]}
+    return data
+
+
+def parse_config(data: Any, source: str = "config") -> ExperimentConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: an experiment config must be a mapping of keys to values, got {data!r}")
+    try:
+        return parse_section(ExperimentConfig, _shorthand(data), "")
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate a YAML experiment config."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: malformed YAML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file") from None
+    return parse_config(data, str(path))
+
+
+def override(config: ExperimentConfig, **changes: Any) -> ExperimentConfig:
+    """Command-line overrides: ``None`` values leave the config's value."""
+    changes = {k: v for k, v in changes.items() if v is not None}
+    data = dataclasses.asdict(config)
+    data.update(changes)
+    return parse_config(data, "command line")

@@ -1,0 +1,221 @@
+"""Reports of a search: pandas tables, matplotlib plots and one self-contained HTML page.
+
+Everything is read back from the Optuna study (a run folder's SQLite file or any storage URL),
+so a report made from the storage matches what the workers recorded.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # reports are files; never open a window
+import matplotlib.pyplot as plt  # noqa: E402
+import optuna  # noqa: E402
+import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
+
+from nas.search.pareto import accuracy_latency_hypervolume, nondominated_mask  # noqa: E402
+from nas.search.study import make_storage, redact, trial_record  # noqa: E402
+
+TRIAL_COLUMNS = ["number", "state", "score", "latency_ms", "macs", "params", "feasible", "baseline", "duplicate_of",
+                 "arch_id", "spec_string", "train_time_s", "eval_s", "status", "reason"]
+PARETO_COLUMNS = ["number", "score", "latency_ms", "macs", "params", "arch_id", "spec_string"]
+
+
+class ReportError(ValueError):
+    """A run folder or study that cannot be reported (the message says what is missing)."""
+
+
+def open_run(folder: str | Path | None = None, storage: str | None = None, study: str | None = None) -> optuna.Study:
+    """Load the study of a run folder (its config.yaml names the storage and study) or of
+    ``storage`` + ``study``."""
+    if folder is not None:
+        folder = Path(folder)
+        config_path = folder / "config.yaml"
+        if not config_path.is_file():
+            raise ReportError(f"{str(folder)!r} is not a run folder: it has no config.yaml (run `nas search` first)")
+        config = yaml.safe_load(config_path.read_text())
+        study = study or config.get("study") or config["name"]
+        stored = config.get("storage")
+        if storage is None and stored and "***" in stored:
+            raise ReportError(f"the run's storage {stored} needs a password: pass --storage URL")
+        storage = storage or stored or f"sqlite:///{folder / 'study.db'}"
+    if storage is None or study is None:
+        raise ReportError("give a run folder, or both --storage and --study")
+    try:
+        return optuna.load_study(study_name=study, storage=make_storage(storage))
+    except KeyError:
+        raise ReportError(f"no study named {study!r} in {redact(storage)}") from None
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial, with the recorded measurements and the spec."""
+    rows = [trial_record(t) for t in study.get_trials(deepcopy=False)]
+    frame = pd.DataFrame(rows)
+    for column in TRIAL_COLUMNS:
+        if column not in frame:
+            frame[column] = None
+    extra = [c for c in frame.columns if c not in TRIAL_COLUMNS and c not in ("params", "constraints", "metric_keys")]
+    return frame[TRIAL_COLUMNS + extra]
+
+
+def evaluated(frame: pd.DataFrame) -> pd.DataFrame:
+    """Completed trials that were actually evaluated (feasible, with a score)."""
+    mask = (frame["state"] == "COMPLETE") & frame["score"].notna() & (frame["feasible"] != False)  # noqa: E712
+    return frame[mask]
+
+
+def pareto_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The accuracy-vs-latency Pareto front of the evaluated, distinct architectures."""
+    done = evaluated(frame).drop_duplicates("arch_id")
+    if done.empty:
+        return done[PARETO_COLUMNS]
+    mask = nondominated_mask(done[["score", "latency_ms"]].to_numpy(float), ["maximize", "minimize"])
+    return done[mask].sort_values("latency_ms")[PARETO_COLUMNS].reset_index(drop=True)
+
+
+def baselines_frame(study: optuna.Study, frame: pd.DataFrame) -> pd.DataFrame:
+    rows = [{"name": name, **record} for name, record in study.user_attrs.get("baselines", {}).items()]
+    for _, row in frame[frame["baseline"].notna() & (frame["state"] == "COMPLETE")].iterrows():
+        rows.append({"name": row["baseline"], "arch_id": row["arch_id"], "score": row["score"],
+                     "latency_ms": row["latency_ms"], "macs": row["macs"], "params": row["params"]})
+    return pd.DataFrame(rows, columns=["name", "score", "latency_ms", "macs", "params", "arch_id"])
+
+
+def hypervolume_history(frame: pd.DataFrame, reference_ms: float) -> pd.DataFrame:
+    done = frame.sort_values("number")
+    best: list[tuple[float, float]] = []
+    rows = []
+    for _, row in done.iterrows():
+        ok = row["state"] == "COMPLETE" and pd.notna(row["score"]) and row["feasible"] is not False
+        if ok:
+            best.append((row["score"], row["latency_ms"]))
+        acc, lat = zip(*best) if best else ((), ())
+        rows.append({"number": row["number"], "hypervolume": accuracy_latency_hypervolume(acc, lat, reference_ms)})
+    return pd.DataFrame(rows)
+
+
+def score_name(study: optuna.Study) -> str:
+    names = study.metric_names or ["score"]
+    return names[0] if names[0] != "reward" else "accuracy"
+
+
+def plot_pareto(frame: pd.DataFrame, front: pd.DataFrame, baselines: pd.DataFrame, path: Path, label: str) -> None:
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    done = evaluated(frame)
+    ax.scatter(done["latency_ms"], done["score"], s=18, alpha=0.6, label="trials")
+    infeasible = frame[(frame["feasible"] == False) & frame["latency_ms"].notna()]  # noqa: E712
+    if not infeasible.empty:
+        bottom = float(done["score"].min()) if not done.empty else 0.0
+        ax.scatter(infeasible["latency_ms"], [bottom] * len(infeasible), marker="x", color="grey", s=22,
+                   label="infeasible (not trained)")
+    if not front.empty:
+        ax.step(front["latency_ms"], front["score"], where="post", color="C3", lw=1.8, label="Pareto front")
+        ax.scatter(front["latency_ms"], front["score"], color="C3", s=30, zorder=3)
+    for _, row in baselines.dropna(subset=["score", "latency_ms"]).iterrows():
+        ax.scatter([row["latency_ms"]], [row["score"]], marker="*", s=140, color="C2", zorder=4)
+        ax.annotate(row["name"], (row["latency_ms"], row["score"]), textcoords="offset points", xytext=(6, 4),
+                    fontsize=8)
+    ax.set_xlabel("predicted latency (ms)")
+    ax.set_ylabel(f"validation {label}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_hypervolume(history: pd.DataFrame, path: Path, reference_ms: float) -> None:
+    fig, ax = plt.subplots(figsize=(7.5, 3.5))
+    ax.plot(history["number"], history["hypervolume"], color="C0")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("hypervolume")
+    ax.set_title(f"hypervolume of (1 - score, latency / {reference_ms:.3g} ms) against (1, 1)", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(study: optuna.Study, folder: str | Path) -> dict[str, Path]:
+    """Write trials.csv, pareto.csv, pareto.png, hypervolume.png and report.html into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    frame = trials_frame(study)
+    front = pareto_frame(frame)
+    baselines = baselines_frame(study, frame)
+    paths = {name: folder / name for name in ("trials.csv", "pareto.csv", "pareto.png", "hypervolume.png",
+                                              "report.html")}
+    frame.to_csv(paths["trials.csv"], index=False)
+    front.to_csv(paths["pareto.csv"], index=False)
+    latencies = pd.concat([frame["latency_ms"], baselines["latency_ms"]]).dropna()
+    config = study.user_attrs.get("config", {})
+    limit = (config.get("objective") or {}).get("max_latency_ms")
+    reference_ms = float(limit or (latencies.max() if not latencies.empty else 1.0))
+    label = score_name(study)
+    plot_pareto(frame, front, baselines, paths["pareto.png"], label)
+    history = hypervolume_history(frame, reference_ms)
+    plot_hypervolume(history, paths["hypervolume.png"], reference_ms)
+    paths["report.html"].write_text(render_html(study, frame, front, baselines, history, paths, label))
+    return paths
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{path.name}" src="data:image/png;base64,{data}">'
+
+
+def render_html(study, frame, front, baselines, history, paths, label: str) -> str:
+    config = study.user_attrs.get("config", {})
+    counts = frame["state"].value_counts().to_dict()
+    infeasible = int((frame["feasible"] == False).sum())  # noqa: E712
+    duplicates = int(frame["duplicate_of"].notna().sum())
+    specs = []
+    for _, row in front.iterrows():
+        spec = frame.loc[frame["number"] == row["number"], "spec"].iloc[0]
+        specs.append(f"<details><summary>trial {row['number']}: {label} {row['score']:.4f}, "
+                     f"{row['latency_ms']:.3f} ms, <code>{html.escape(row['arch_id'])}</code></summary>"
+                     f"<p><code>{html.escape(row['spec_string'])}</code></p>"
+                     f"<pre>{html.escape(json.dumps(json.loads(spec), indent=1))}</pre></details>")
+    trajectory = study.user_attrs.get("netadapt_trajectory")
+    sections = [
+        f"<h1>Search report: {html.escape(study.study_name)}</h1>",
+        f"<p>{len(frame)} trials: {html.escape(str(counts))}; {infeasible} infeasible (not trained), "
+        f"{duplicates} answered from an earlier trial of the same architecture. Final hypervolume "
+        f"{history['hypervolume'].iloc[-1] if len(history) else 0:.4f}.</p>",
+        "<h2>Accuracy vs predicted latency</h2>", _img(paths["pareto.png"]),
+        "<h2>Hypervolume history</h2>", _img(paths["hypervolume.png"]),
+        "<h2>Pareto front</h2>", front.to_html(index=False, float_format=lambda v: f"{v:.4f}"),
+        "<h2>Reference baselines</h2>", baselines.to_html(index=False, float_format=lambda v: f"{v:.4f}"),
+    ]
+    if trajectory:
+        sections += ["<h2>NetAdapt trajectory</h2>", pd.DataFrame(trajectory).to_html(index=False)]
+    sections += ["<h2>Pareto architectures</h2>", *specs,
+                 "<h2>Experiment config</h2>", f"<pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>"]
+    style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}"
+             "img{max-width:100%}pre{background:#f6f6f6;padding:8px;font-size:11px;overflow:auto}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(study.study_name)}</title>"
+            f"<style>{style}</style></head><body>{''.join(sections)}</body></html>")
+
+
+def format_pareto(front: pd.DataFrame, label: str = "score") -> str:
+    """The Pareto table for the terminal."""
+    if front.empty:
+        return "no evaluated trials yet: the Pareto front is empty"
+    lines = [f"{'trial':>5} {label:>9} {'latency ms':>10} {'MMACs':>8} {'params':>9}  arch_id           spec"]
+    for _, row in front.iterrows():
+        lines.append(f"{row['number']:>5} {row['score']:>9.4f} {row['latency_ms']:>10.3f} {row['macs'] / 1e6:>8.2f} "
+                     f"{int(row['params']):>9,}  {row['arch_id']}  {row['spec_string']}")
+    return "\n".join(lines)
+
+
+def summary(study: optuna.Study) -> dict[str, Any]:
+    frame = trials_frame(study)
+    return {"trials": len(frame), "evaluated": len(evaluated(frame)), "pareto": len(pareto_frame(frame))}

@@ -1,0 +1,242 @@
+"""The search loop: Optuna ask/tell over a search space, with the latency predicted first (it
+costs microseconds), infeasible networks never trained, repeated architectures answered from
+earlier trials, and every trial's spec and measurements recorded as user attributes.
+
+Stopping and resuming: Ctrl-C marks the running trial as failed and interrupted; the next
+run of the same command re-queues its architecture first, so no completed trial is lost or
+repeated. The trial budget counts completed trials of the whole study (all workers).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from tqdm.auto import tqdm
+
+from nas.ops import OpInstance, count_macs, count_params, resolve
+from nas.search.objectives import Measured, Objective
+from nas.search.study import Heartbeat, completed_trials
+from nas.space import SearchSpace
+from nas.spec import ArchSpec
+
+
+class LatencyModel(Protocol):
+    def predict(self, ops: tuple[OpInstance, ...]) -> float: ...
+
+
+class Evaluator(Protocol):
+    objective: str
+    budget_key: str
+
+    def evaluate(self, spec: ArchSpec) -> dict[str, Any]: ...
+
+
+@dataclass
+class RunSummary:
+    completed: int = 0  # completed trials in the study when the run ended
+    evaluated: int = 0  # networks this run evaluated
+    duplicates: int = 0
+    infeasible: int = 0
+    failed: int = 0
+    interrupted: bool = False
+    elapsed_s: float = 0.0
+    controller_s: float = 0.0  # time spent outside evaluation
+    notes: list[str] = field(default_factory=list)
+
+
+def _primitive_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Metrics that can be stored as Optuna user attributes (JSON primitives)."""
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, (bool, int, str)) or value is None:
+            out[key] = value
+        elif isinstance(value, float):
+            out[key] = value if math.isfinite(value) else None
+    return out
+
+
+class Controller:
+    """Runs trials of one study until ``trials`` trials have completed or ``timeout_s`` passed."""
+
+    def __init__(self, *, study: optuna.Study, space: SearchSpace, evaluator: Evaluator,
+                 latency_model: LatencyModel, objective: Objective, trials: int | None = None,
+                 timeout_s: float | None = None, progress: bool = True,
+                 log: Callable[[str], None] | None = None):
+        self.study, self.space, self.evaluator = study, space, evaluator
+        self.latency_model, self.objective = latency_model, objective
+        self.trials, self.timeout_s, self.progress = trials, timeout_s, progress
+        self.log = log or (lambda message: tqdm.write(message))
+        self.choices = space.parameters()
+
+    # ---- measuring
+
+    def measure(self, spec: ArchSpec) -> Measured:
+        ops = resolve(spec)
+        return Measured(latency_ms=float(self.latency_model.predict(ops)), macs=count_macs(ops),
+                        params=count_params(ops))
+
+    def spec_attrs(self, spec: ArchSpec, m: Measured) -> dict[str, Any]:
+        return {"arch_id": spec.arch_id, "spec": spec.to_json(), "spec_string": spec.to_string(),
+                "latency_ms": m.latency_ms, "macs": m.macs, "params": m.params,
+                "constraints": self.objective.constraints(m), "feasible": self.objective.feasible(m)}
+
+    # ---- the loop
+
+    def completed_count(self) -> int:
+        return len(completed_trials(self.study))
+
+    def run(self) -> RunSummary:
+        if self.trials is None and self.timeout_s is None:
+            raise ValueError("give trials and/or timeout_s")
+        summary = RunSummary()
+        start = time.perf_counter()
+        self.requeue_interrupted()
+        done = self.completed_count()
+        bar = tqdm(total=self.trials, initial=min(done, self.trials or done), unit="trial",
+                   disable=not self.progress, dynamic_ncols=True, desc=self.study.study_name)
+        try:
+            while True:
+                optuna.storages.fail_stale_trials(self.study)
+                done = self.completed_count()
+                if self.trials is not None and done >= self.trials:
+                    break
+                if self.timeout_s is not None and time.perf_counter() - start >= self.timeout_s:
+                    summary.notes.append(f"stopped by the {self.timeout_s:g} s timeout")
+                    break
+                self.step(summary)
+                bar.n = min(self.completed_count(), self.trials or 10**9)
+                bar.set_postfix_str(self.status_line(), refresh=False)
+                bar.refresh()
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            summary.notes.append("interrupted; run the same command again to resume")
+        finally:
+            bar.close()
+        summary.completed = self.completed_count()
+        summary.elapsed_s = time.perf_counter() - start
+        return summary
+
+    def step(self, summary: RunSummary) -> int:
+        """Ask for one trial, measure it, evaluate it unless infeasible or known, tell;
+        returns the trial's number."""
+        t0 = time.perf_counter()
+        trial = self.study.ask()
+        params = {name: trial.suggest_categorical(name, choices) for name, choices in self.choices.items()}
+        spec = self.space.decode(params)
+        m = self.measure(spec)
+        for key, value in self.spec_attrs(spec, m).items():
+            trial.set_user_attr(key, value)
+        for key, value in self.objective.named_constraints(m).items():
+            trial.set_constraint(key, value)  # constrained samplers rank infeasible trials by these
+        if not self.objective.feasible(m):
+            self.study.tell(trial, self.objective.unevaluated_values(m))
+            summary.infeasible += 1
+            summary.controller_s += time.perf_counter() - t0
+            return trial.number
+        earlier = self.find_earlier(spec.arch_id, trial.number)
+        if earlier is not None and earlier.state == TrialState.RUNNING:
+            trial.set_user_attr("duplicate_running_of", earlier.number)
+            self.study.tell(trial, state=TrialState.PRUNED)  # another worker is evaluating it
+            summary.duplicates += 1
+            summary.controller_s += time.perf_counter() - t0
+            return trial.number
+        if earlier is not None:
+            trial.set_user_attr("duplicate_of", earlier.number)
+            for key in ("score", *self.metric_keys(earlier)):
+                trial.set_user_attr(key, earlier.user_attrs.get(key))
+            self.study.tell(trial, list(earlier.values))
+            summary.duplicates += 1
+            summary.controller_s += time.perf_counter() - t0
+            return trial.number
+        summary.controller_s += time.perf_counter() - t0
+        self.evaluate_and_tell(trial, spec, m, summary)
+        return trial.number
+
+    def evaluate_and_tell(self, trial: optuna.Trial, spec: ArchSpec, m: Measured, summary: RunSummary) -> None:
+        t_eval = time.perf_counter()
+        with Heartbeat(self.study._storage, trial._trial_id):  # ask/tell has no public trial id
+            try:
+                metrics = self.evaluator.evaluate(spec)
+            except KeyboardInterrupt:
+                trial.set_user_attr("interrupted", True)
+                self.study.tell(trial, state=TrialState.FAIL)
+                raise
+            except Exception as exc:  # a failed evaluation must not end the search
+                trial.set_user_attr("status", "error")
+                trial.set_user_attr("reason", f"{type(exc).__name__}: {exc}"[:500])
+                self.study.tell(trial, state=TrialState.FAIL)
+                self.log(f"trial {trial.number}: evaluation failed: {type(exc).__name__}: {exc}")
+                summary.failed += 1
+                return
+        eval_s = time.perf_counter() - t_eval
+        t1 = time.perf_counter()
+        clean = _primitive_metrics(metrics)
+        trial.set_user_attr("metric_keys", sorted(clean))
+        for key, value in clean.items():
+            trial.set_user_attr(key, value)
+        trial.set_user_attr("eval_s", eval_s)
+        score = metrics.get(self.evaluator.objective)
+        status = metrics.get("status", "ok")
+        if status != "ok" or not isinstance(score, (int, float)) or not math.isfinite(score):
+            reason = metrics.get("reason") or f"no finite {self.evaluator.objective}"
+            trial.set_user_attr("reason", reason)
+            self.study.tell(trial, state=TrialState.FAIL)
+            self.log(f"trial {trial.number}: {status}: {reason}")
+            summary.failed += 1
+        else:
+            trial.set_user_attr("score", float(score))
+            values = self.objective.values(Measured(m.latency_ms, m.macs, m.params, float(score)))
+            self.study.tell(trial, values)
+            summary.evaluated += 1
+            self.log(f"trial {trial.number}: {self.evaluator.objective} {score:.4f}  latency {m.latency_ms:.3f} ms"
+                     f"  {m.macs / 1e6:.1f} MMACs  ({eval_s:.1f} s)  {spec.arch_id}")
+        summary.controller_s += time.perf_counter() - t1
+
+    @staticmethod
+    def metric_keys(trial: FrozenTrial) -> list[str]:
+        return list(trial.user_attrs.get("metric_keys", []))
+
+    def find_earlier(self, arch_id: str, number: int) -> FrozenTrial | None:
+        """A completed, evaluated trial of the same architecture, else one still running in
+        another worker, else None."""
+        running = None
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+            if t.number == number or t.user_attrs.get("arch_id") != arch_id:
+                continue
+            if t.state == TrialState.COMPLETE and "score" in t.user_attrs:
+                return t
+            if t.state == TrialState.RUNNING and t.number < number:
+                running = t
+        return running
+
+    def requeue_interrupted(self) -> None:
+        """Queue again the architectures whose evaluation a Ctrl-C cut short."""
+        done = set(self.study.user_attrs.get("requeued_trials", []))
+        todo = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+                if t.user_attrs.get("interrupted") and t.number not in done]
+        for t in todo:
+            self.study.enqueue_trial(dict(t.params), user_attrs={"retry_of": t.number})
+            done.add(t.number)
+        if todo:
+            self.study.set_user_attr("requeued_trials", sorted(done))
+            self.log(f"resuming: re-queued {len(todo)} interrupted trial(s)")
+
+    def status_line(self) -> str:
+        trials = [t for t in completed_trials(self.study) if t.user_attrs.get("feasible", True)
+                  and "score" in t.user_attrs]
+        if not trials:
+            return "no result yet"
+        if self.objective.multi:
+            from nas.search.pareto import pareto_front
+
+            front = pareto_front(trials, self.objective.directions)
+            best = max(front, key=lambda t: t.values[0])
+            return f"pareto {len(front)}, best {best.values[0]:.4f} @ {best.user_attrs['latency_ms']:.3f} ms"
+        best = max(trials, key=lambda t: t.values[0])
+        return f"best {self.objective.names[0]} {best.values[0]:.4f} (trial {best.number})"

@@ -1,0 +1,58 @@
+"""Pareto fronts and hypervolumes (pure numpy)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def _as_minimisation(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
+    signs = np.array([-1.0 if d == "maximize" else 1.0 for d in directions])
+    return values * signs
+
+
+def nondominated_mask(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
+    """Boolean mask of the rows of ``values`` (n x k) that no other row dominates."""
+    points = _as_minimisation(np.asarray(values, dtype=float), directions)
+    n = len(points)
+    mask = np.ones(n, dtype=bool)
+    for i in range(n):
+        others = points[np.arange(n) != i]
+        dominated = np.any(np.all(others <= points[i], axis=1) & np.any(others < points[i], axis=1))
+        mask[i] = not dominated
+    return mask
+
+
+def pareto_front(trials: list, directions: Sequence[str]) -> list:
+    """The non-dominated trials (objects with ``.values``), sorted by the second objective."""
+    if not trials:
+        return []
+    values = np.array([t.values for t in trials], dtype=float)
+    front = [t for t, keep in zip(trials, nondominated_mask(values, directions)) if keep]
+    return sorted(front, key=lambda t: tuple(t.values[1:]) if len(t.values) > 1 else (-t.values[0],))
+
+
+def hypervolume_2d(points: np.ndarray, reference: tuple[float, float]) -> float:
+    """Area dominated by ``points`` (n x 2, both minimised) and bounded by ``reference``."""
+    pts = np.asarray(points, dtype=float).reshape(-1, 2)
+    pts = pts[np.all(pts < np.asarray(reference), axis=1)]
+    if len(pts) == 0:
+        return 0.0
+    pts = pts[np.argsort(pts[:, 0])]
+    area, best_y = 0.0, reference[1]
+    for x, y in pts:
+        if y < best_y:
+            area += (reference[0] - x) * (best_y - y)
+            best_y = y
+    return float(area)
+
+
+def accuracy_latency_hypervolume(accuracy: Sequence[float], latency_ms: Sequence[float],
+                                 max_latency_ms: float) -> float:
+    """Hypervolume of (error = 1 - accuracy, latency / max_latency_ms) against (1, 1): the
+    share of the unit square that the networks dominate, 0..1."""
+    if not len(accuracy):
+        return 0.0
+    points = np.column_stack([1.0 - np.asarray(accuracy, float), np.asarray(latency_ms, float) / max_latency_ms])
+    return hypervolume_2d(points, (1.0, 1.0))

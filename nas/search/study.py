@@ -1,0 +1,108 @@
+"""Optuna storages and studies: creation, heartbeats, and flat trial records for reports.
+
+Storage URLs: ``sqlite:///PATH`` (the default, embedded), ``postgresql://...`` (many workers
+on many machines), ``journal:PATH`` (Optuna's journal file, for a shared file system) and
+``memory`` (in-process, for tests and benchmarks).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+# Heartbeats, stale-trial retry and metric names are marked experimental in Optuna; we rely
+# on them deliberately. Ask/tell with heartbeats warns because Study.optimize usually beats
+# for you; our Heartbeat class below does it instead.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+
+HEARTBEAT_INTERVAL_S = 5
+GRACE_PERIOD_S = 20
+MAX_RETRY = 3
+CONNECT_TIMEOUT_S = 10
+
+
+class StorageError(RuntimeError):
+    """A storage that cannot be opened or reached; the message never includes a password."""
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ``***`` (safe to print and to write in reports)."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """Open a storage. RDB storages get heartbeats and retry trials of dead workers."""
+    if url == "memory":
+        return optuna.storages.InMemoryStorage()
+    if url.startswith("journal:"):
+        path = Path(url[len("journal:"):])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        backend = optuna.storages.journal.JournalFileBackend(str(path))
+        return optuna.storages.journal.JournalStorage(backend)
+    if not re.match(r"^[a-z0-9+]+://", url):
+        raise StorageError(f"storage URL {redact(url)!r} is not one of sqlite:///PATH, postgresql://..., "
+                           f"journal:PATH or memory")
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs["connect_args"] = {"timeout": 60}  # concurrent writers wait, not fail
+    elif url.startswith("postgresql"):
+        engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+        engine_kwargs["pool_pre_ping"] = True
+    try:
+        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                          grace_period=GRACE_PERIOD_S,
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(MAX_RETRY))
+    except Exception as exc:  # sqlalchemy/driver errors: keep the cause, hide the password
+        message = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        raise StorageError(f"cannot open storage {redact(url)!r}: {message}") from None
+
+
+class Heartbeat:
+    """Records a running trial's heartbeat from a background thread, so that the trial of a
+    worker that dies is detected as stale and retried (ask/tell has no built-in heartbeat)."""
+
+    def __init__(self, storage: optuna.storages.BaseStorage, trial_id: int):
+        self.storage, self.trial_id = storage, trial_id
+        self.enabled = isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        interval = self.storage.get_heartbeat_interval()
+        while True:
+            self.storage.record_heartbeat(self.trial_id)
+            if self._stop.wait(interval):
+                return
+
+    def __enter__(self) -> Heartbeat:
+        if self.enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self._stop.set()
+            self._thread.join()
+
+
+def trial_record(trial: FrozenTrial) -> dict[str, Any]:
+    """One flat dict per trial: number, state, values, parameters and user attributes."""
+    record: dict[str, Any] = {"number": trial.number, "state": trial.state.name,
+                              "values": list(trial.values) if trial.values else None,
+                              "datetime_start": trial.datetime_start, "datetime_complete": trial.datetime_complete}
+    record.update(trial.user_attrs)
+    record["params"] = dict(trial.params)
+    return record
+
+
+def completed_trials(study: optuna.Study) -> list[FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))

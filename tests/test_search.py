@@ -1,0 +1,155 @@
+import math
+
+import optuna
+import pytest
+
+from nas.config import parse_config
+from nas.report import open_run, pareto_frame, trials_frame
+from nas.search.objectives import Measured, Objective, mnas_reward
+from nas.search.runner import run_experiment
+from tests.fakes import FakeEvaluator, FakeLatency
+
+
+def make_config(tmp_path, **changes):
+    data = {"name": "t", "space": "mobilenet_v1", "latency": "unused.csv", "trials": 8, "seed": 1,
+            "output": str(tmp_path / "run"), "sampler": {"kind": "nsga2", "population_size": 4}}
+    data.update(changes)
+    return parse_config(data)
+
+
+def run(config, evaluator=None, **kwargs):
+    evaluator = evaluator or FakeEvaluator()
+    summary = run_experiment(config, progress=False, evaluator=evaluator, latency_model=FakeLatency(),
+                             log=lambda line: None, **kwargs)
+    return summary, evaluator, open_run(config.output_dir())
+
+
+def test_mnas_reward():
+    assert mnas_reward(0.9, 2.0, 2.0, -0.07, -0.07) == pytest.approx(0.9)
+    assert mnas_reward(0.9, 4.0, 2.0, -0.07, -0.07) == pytest.approx(0.9 * 2 ** -0.07)
+    assert mnas_reward(0.9, 1.0, 2.0, 0.0, -1.0) == pytest.approx(0.9)  # hard: no bonus under T
+    assert mnas_reward(0.9, 4.0, 2.0, 0.0, -1.0) == pytest.approx(0.45)
+
+
+def test_objective_values_and_constraints():
+    config = parse_config({"name": "t", "space": "hybrid", "latency": "x", "trials": 1,
+                           "objective": {"max_latency_ms": 2.0, "max_params": 1000, "extra": ["macs"]}})
+    objective = Objective(config.objective)
+    m = Measured(latency_ms=3.0, macs=500, params=800, score=0.9)
+    assert objective.names == ["accuracy", "latency_ms", "macs"]
+    assert objective.directions == ["maximize", "minimize", "minimize"]
+    assert objective.constraints(m) == pytest.approx([0.5, -0.2])
+    assert not objective.feasible(m)
+    assert objective.values(m) == [0.9, 3.0, 500.0]
+
+
+def test_pareto_search_records_everything_and_reports(tmp_path):
+    summary, evaluator, study = run(make_config(tmp_path))
+    assert summary.completed == 8
+    trials = study.get_trials()
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    for t in trials:
+        for key in ("arch_id", "spec", "spec_string", "latency_ms", "macs", "params", "score"):
+            assert key in t.user_attrs
+        assert t.values[1] == t.user_attrs["latency_ms"]
+    # every distinct architecture was evaluated exactly once
+    assert len(evaluator.calls) == len(set(evaluator.calls)) == len({t.user_attrs["arch_id"] for t in trials})
+    folder = tmp_path / "run"
+    for name in ("trials.csv", "pareto.csv", "pareto.png", "hypervolume.png", "report.html", "config.yaml", "study.db"):
+        assert (folder / name).is_file(), name
+    html = (folder / "report.html").read_text()
+    assert "data:image/png;base64" in html and "Pareto front" in html and "mobilenet_v1" in html
+    front = pareto_frame(trials_frame(study))
+    assert not front.empty and front["latency_ms"].is_monotonic_increasing
+    assert front["score"].is_monotonic_increasing  # along a front, slower must mean more accurate
+
+
+def test_latency_constraint_means_infeasible_nets_are_never_trained(tmp_path):
+    config = make_config(tmp_path, objective={"kind": "pareto", "max_latency_ms": 0.4}, trials=12)
+    summary, evaluator, study = run(config)
+    infeasible = [t for t in study.get_trials() if not t.user_attrs["feasible"]]
+    assert infeasible, "the limit should exclude some sampled networks"
+    assert summary.infeasible == len(infeasible)
+    trained = {t.user_attrs["arch_id"] for t in study.get_trials() if t.user_attrs["feasible"]}
+    assert set(evaluator.calls) == trained
+    for t in infeasible:
+        assert t.user_attrs["latency_ms"] > 0.4 and "score" not in t.user_attrs
+        assert t.user_attrs["constraints"][0] > 0
+    front = pareto_frame(trials_frame(study))
+    assert (front["latency_ms"] <= 0.4).all()
+
+
+def test_mnas_objective_single_value(tmp_path):
+    config = make_config(tmp_path, objective={"kind": "mnas", "target_ms": 0.5}, sampler={"kind": "tpe"}, trials=6)
+    _, _, study = run(config)
+    for t in study.get_trials():
+        expected = mnas_reward(t.user_attrs["score"], t.user_attrs["latency_ms"], 0.5, -0.07, -0.07)
+        assert t.values == [pytest.approx(expected)]
+
+
+def test_repeated_architecture_is_answered_from_the_study(tmp_path):
+    config = make_config(tmp_path, trials=3, baselines=["mobilenet_v1_1.0", "mobilenet_v1_1.0"])
+    # the same member baseline listed twice is queued once; queue it again by hand as well
+    _, evaluator, study = run(config)
+    study.enqueue_trial(study.trials[0].params)
+    _, evaluator2, study = run(make_config(tmp_path, trials=4, baselines=["mobilenet_v1_1.0"]))
+    last = study.trials[-1]
+    assert last.user_attrs["duplicate_of"] == 0 and last.values == study.trials[0].values
+    assert evaluator2.calls == []  # nothing new was evaluated
+    assert study.trials[0].user_attrs["baseline"] == "mobilenet_v1_1.0"
+
+
+def test_interrupted_search_resumes_without_loss_or_repeat(tmp_path):
+    config = make_config(tmp_path, trials=6)
+    summary, first, study = run(config, evaluator=FakeEvaluator(interrupt_at=4))
+    assert summary.interrupted
+    done_before = {t.number: t.values for t in study.get_trials() if t.state.name == "COMPLETE"}
+    interrupted = [t for t in study.get_trials() if t.user_attrs.get("interrupted")]
+    assert len(done_before) == 3 and len(interrupted) == 1
+    summary, second, study = run(config)
+    assert summary.completed == 6
+    for number, values in done_before.items():
+        assert study.trials[number].values == values  # nothing completed was lost
+    assert second.calls[0] == interrupted[0].user_attrs["arch_id"]  # the cut trial runs first
+    evaluated = [a for a in first.calls[:3] + second.calls]
+    assert len(evaluated) == len(set(evaluated))  # nothing completed was repeated
+
+
+def test_diverged_training_fails_the_trial_but_not_the_search(tmp_path):
+    summary, _, study = run(make_config(tmp_path, trials=4), evaluator=FakeEvaluator(fail_at=2))
+    failed = [t for t in study.get_trials() if t.state.name == "FAIL"]
+    assert summary.completed == 4 and len(failed) == 1
+    assert failed[0].user_attrs["reason"] == "loss became nan at step 3"
+
+
+def test_netadapt_shrinks_toward_the_budget(tmp_path):
+    start = FakeLatency().predict(__import__("nas.ops", fromlist=["resolve"]).resolve(
+        __import__("nas.space", fromlist=["get_reference"]).get_reference("mobilenet_v1_1.0")))
+    config = make_config(tmp_path, objective={"kind": "netadapt", "netadapt": {
+        "start": "mobilenet_v1_1.0", "budget_ms": start * 0.5, "initial_reduction": 0.2, "decay": 0.9,
+        "max_iterations": 6}}, trials=None, sampler={"kind": "random"})
+    _, evaluator, study = run(config)
+    trajectory = study.user_attrs["netadapt_trajectory"]
+    latencies = [step["latency_ms"] for step in trajectory]
+    assert latencies[0] == pytest.approx(start)
+    assert all(b < a for a, b in zip(latencies, latencies[1:]))
+    assert latencies[-1] <= start * 0.5 + 1e-9
+    for step in trajectory[1:]:
+        assert step["latency_ms"] <= step["target_ms"] + 1e-9
+    assert len(study.trials) > len(trajectory)  # one proposal per stage per iteration
+    assert "NetAdapt trajectory" in (tmp_path / "run" / "report.html").read_text()
+
+
+def test_study_for_other_objectives_is_refused(tmp_path):
+    run(make_config(tmp_path, trials=2))
+    with pytest.raises(ValueError, match="other objectives"):
+        run(make_config(tmp_path, trials=2, objective={"kind": "mnas", "target_ms": 1.0}))
+
+
+def test_hypervolume_history_is_monotone(tmp_path):
+    from nas.report import hypervolume_history
+
+    _, _, study = run(make_config(tmp_path, trials=8))
+    history = hypervolume_history(trials_frame(study), 2.0)["hypervolume"].tolist()
+    assert all(b >= a for a, b in zip(history, history[1:])) and history[-1] > 0
+    assert not any(math.isnan(v) for v in history)

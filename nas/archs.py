@@ -28,6 +28,12 @@ def load_arch(text: str, input_shape: Shape | None = None, classes: int | None =
     if text in list_references():
         return get_reference(text, input_shape or FASHION_MNIST, classes or 10)
     path = Path(text)
+    if text.strip().startswith("|") and "~" in text and not _is_file(path):
+        # a NAS-Bench-201 arch string, built at CIFAR's 32x32x3 unless a shape is given
+        from nas.space import get_space
+
+        nb201 = get_space("nasbench201", tuple(input_shape or (32, 32, 3)), classes or 10)
+        return nb201.from_arch_str(text)
     if "|" in text and not _is_file(path):
         spec = ArchSpec.from_string(text)
     elif path.suffix == ".json" or _is_file(path):

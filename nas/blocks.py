@@ -213,3 +213,10 @@ class ResBasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shortcut(x) + self.conv_b(self.conv_a(x))
+
+
+class BNAct(nn.Sequential):
+    """Batch norm + activation (NAS-Bench-201's ``lastact``)."""
+
+    def __init__(self, channels: int, act: str = "relu"):
+        super().__init__(nn.BatchNorm2d(channels), activation(act))

@@ -51,6 +51,7 @@ BUILDERS: dict[str, Callable[[OpInstance], nn.Module]] = {
     "fc": lambda op: blocks.Classifier(op.input[2], op.output[2]),
     "nb201": lambda op: blocks.NB201Cell(op.input[2], op.ops),
     "res": lambda op: blocks.ResBasicBlock(op.input[2], op.output[2], op.stride),
+    "bnact": lambda op: blocks.BNAct(op.input[2], op.act),
 }
 
 

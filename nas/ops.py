@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from nas.spec import (
     ArchSpec,
     Block,
+    BNAct,
     Conv,
     DepthwiseSeparable,
     Dropout,
@@ -241,11 +242,16 @@ def _resolve_res(b: ResBlock, shape: Shape, classes: int) -> OpInstance:
     return OpInstance("res", shape, (h, w, b.out), kernel=3, stride=b.stride, act="relu", bn=True)
 
 
+def _resolve_bnact(b: BNAct, shape: Shape, classes: int) -> OpInstance:
+    return OpInstance("bnact", shape, shape, act=b.act, bn=True)
+
+
 _RESOLVERS = {
     Conv: _resolve_conv, DepthwiseSeparable: _resolve_ds, InvertedResidual: _resolve_ir,
     ShuffleUnit: _resolve_shuffle, Fire: _resolve_fire, MaxPool: _resolve_maxpool,
     Skip: _resolve_skip, GlobalPool: _resolve_gap, Dropout: _resolve_dropout,
     Linear: _resolve_linear, NB201Cell: _resolve_nb201, ResBlock: _resolve_res,
+    BNAct: _resolve_bnact,
 }
 
 
@@ -332,6 +338,8 @@ def op_params(op: OpInstance) -> int:
         elif cin != cout:
             n += _conv_params(cin, cout, 1)
         return n
+    if t == "bnact":
+        return 2 * cin
     return 0  # maxpool, skip, gap, dropout
 
 

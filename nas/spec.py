@@ -352,11 +352,22 @@ class ResBlock(Block):
         _check_int("res", "out", self.out)
 
 
+@dataclass(frozen=True)
+class BNAct(Block):
+    """Batch norm + activation on its own (NAS-Bench-201's ``lastact`` before the pooling)."""
+
+    TYPE: ClassVar[str] = "bnact"
+    act: str = "relu"
+
+    def validate(self) -> None:
+        _check_act("bnact", self.act)
+
+
 BLOCK_TYPES: dict[str, type[Block]] = {
     cls.TYPE: cls
     for cls in (
         Conv, DepthwiseSeparable, InvertedResidual, ShuffleUnit, Fire, MaxPool, Skip,
-        GlobalPool, Dropout, Linear, NB201Cell, ResBlock,
+        GlobalPool, Dropout, Linear, NB201Cell, ResBlock, BNAct,
     )
 }
 

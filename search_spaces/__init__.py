@@ -4,6 +4,7 @@ from search_spaces import (  # noqa: F401  (imported for their registrations)
     hybrid,
     mobilenet_v1,
     mobilenet_v2,
+    nasbench201,
     proxylessnas,
     shufflenet_v2,
     squeezenet,

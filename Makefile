@@ -24,8 +24,10 @@ quickstart: setup
 	$(BIN)/nas spaces
 	$(BIN)/nas arch show mobilenet_v2_0.5 --input 28x28x1 --classes 10
 
+# The distributed tests need a PostgreSQL server: tools/postgres-for-tests.sh starts one on
+# 127.0.0.1 (installing Debian's package when it may) and prints its URL.
 test: setup
-	$(BIN)/python -m pytest -q
+	NAS_TEST_POSTGRES_URL="$${NAS_TEST_POSTGRES_URL:-$$(tools/postgres-for-tests.sh)}" $(BIN)/python -m pytest -q
 
 lint: setup
 	$(BIN)/ruff check nas search_spaces tests benchmarks

@@ -145,6 +145,10 @@ class ExperimentConfig:
     output: str | None = None  # default: runs/<name>
     baselines: list[str] = field(default_factory=list)  # reference names or spec files
     description: str = ""
+    # RDB storages (SQLite, PostgreSQL): a running trial records a heartbeat this often; one
+    # silent for grace_period_s is failed and re-queued (its worker died).
+    heartbeat_interval_s: int = 5
+    grace_period_s: int = 20
 
     def validate(self, where: str) -> None:
         if not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
@@ -155,6 +159,11 @@ class ExperimentConfig:
             raise ConfigError(f"trials must be >= 1, got {self.trials!r}")
         if self.timeout_s is not None and self.timeout_s <= 0:
             raise ConfigError(f"timeout_s must be > 0, got {self.timeout_s!r}")
+        if self.heartbeat_interval_s < 1:
+            raise ConfigError(f"heartbeat_interval_s must be >= 1, got {self.heartbeat_interval_s!r}")
+        if self.grace_period_s <= self.heartbeat_interval_s:
+            raise ConfigError(f"grace_period_s must exceed heartbeat_interval_s ({self.heartbeat_interval_s}), "
+                              f"got {self.grace_period_s!r}")
 
     @property
     def study_name(self) -> str:

@@ -14,3 +14,20 @@ def arm_data() -> Path:
     path = Path(value)
     assert path.is_dir(), f"NAS_ARM_DATA={value} is not a folder"
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A PostgreSQL server for the distributed tests (`make test` starts one with
+    tools/postgres-for-tests.sh). Skips when NAS_TEST_POSTGRES_URL is unset; when it is set,
+    an unreachable server is a failure."""
+    url = os.environ.get("NAS_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("NAS_TEST_POSTGRES_URL is not set (run the tests through `make test`)")
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 5})
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text("SELECT 1"))
+    engine.dispose()
+    return url

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import time
 
 from nas.ops import count_macs, count_params
 
@@ -17,13 +19,19 @@ class FakeEvaluator:
     budget_key = "fake"
 
     def __init__(self, input_shape=(28, 28, 1), classes=10, interrupt_at: int | None = None,
-                 fail_at: int | None = None):
+                 fail_at: int | None = None, sleep_s: float = 0.0, log_path=None):
         self.input_shape, self.classes = input_shape, classes
         self.calls: list[str] = []
         self.interrupt_at, self.fail_at = interrupt_at, fail_at
+        self.sleep_s, self.log_path = sleep_s, log_path
 
     def evaluate(self, spec):
         self.calls.append(spec.arch_id)
+        if self.log_path is not None:  # lets multi-process tests see who evaluated what
+            with open(self.log_path, "a") as log:
+                log.write(f"{os.getpid()} {spec.arch_id}\n")
+        if self.sleep_s:
+            time.sleep(self.sleep_s)
         if self.interrupt_at is not None and len(self.calls) == self.interrupt_at:
             raise KeyboardInterrupt
         if self.fail_at is not None and len(self.calls) == self.fail_at:

@@ -67,7 +67,10 @@ class Controller:
     def __init__(self, *, study: optuna.Study, space: SearchSpace, evaluator: Evaluator,
                  latency_model: LatencyModel, objective: Objective, trials: int | None = None,
                  timeout_s: float | None = None, progress: bool = True,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, storage: optuna.storages.BaseStorage | None = None):
+        """``storage`` is the storage object the study was opened with; when it has heartbeats
+        (an RDB storage), running trials beat and dead workers' trials are waited for."""
+        self.storage = storage
         self.study, self.space, self.evaluator = study, space, evaluator
         self.latency_model, self.objective = latency_model, objective
         self.trials, self.timeout_s, self.progress = trials, timeout_s, progress
@@ -91,6 +94,29 @@ class Controller:
     def completed_count(self) -> int:
         return len(completed_trials(self.study))
 
+    def waiting_count(self) -> int:
+        """Queued trials (baselines, re-queued interrupted or dead workers' trials): they are
+        run even when the trial budget is reached, so no queued architecture is lost."""
+        return len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+    def wait_for_dead_workers(self) -> bool:
+        """With the budget reached, other trials may still be running. Wait up to one grace
+        period for any of them to turn stale (a dead worker's) and be re-queued; True when a
+        re-queued trial is waiting to be run here."""
+        storage = self.storage
+        interval = storage.get_heartbeat_interval() if isinstance(storage, optuna.storages.RDBStorage) else None
+        if interval is None:
+            return False
+        deadline = time.monotonic() + (storage.grace_period or 2 * interval) + 2 * interval
+        while time.monotonic() < deadline:
+            if not self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                return False
+            time.sleep(interval)
+            optuna.storages.fail_stale_trials(self.study)
+            if self.waiting_count():
+                return True
+        return False
+
     def run(self) -> RunSummary:
         if self.trials is None and self.timeout_s is None:
             raise ValueError("give trials and/or timeout_s")
@@ -103,11 +129,11 @@ class Controller:
         try:
             while True:
                 optuna.storages.fail_stale_trials(self.study)
-                done = self.completed_count()
-                if self.trials is not None and done >= self.trials:
-                    break
                 if self.timeout_s is not None and time.perf_counter() - start >= self.timeout_s:
                     summary.notes.append(f"stopped by the {self.timeout_s:g} s timeout")
+                    break
+                budget_left = self.trials is None or self.completed_count() < self.trials
+                if not budget_left and not self.waiting_count() and not self.wait_for_dead_workers():
                     break
                 self.step(summary)
                 bar.n = min(self.completed_count(), self.trials or 10**9)
@@ -127,6 +153,8 @@ class Controller:
         returns the trial's number."""
         t0 = time.perf_counter()
         trial = self.study.ask()
+        if self.storage is not None and Heartbeat(self.storage, trial._trial_id).enabled:
+            self.storage.record_heartbeat(trial._trial_id)  # from now on a dead worker is detectable
         params = {name: trial.suggest_categorical(name, choices) for name, choices in self.choices.items()}
         spec = self.space.decode(params)
         m = self.measure(spec)
@@ -160,7 +188,7 @@ class Controller:
 
     def evaluate_and_tell(self, trial: optuna.Trial, spec: ArchSpec, m: Measured, summary: RunSummary) -> None:
         t_eval = time.perf_counter()
-        with Heartbeat(self.study._storage, trial._trial_id):  # ask/tell has no public trial id
+        with Heartbeat(self.storage, trial._trial_id):  # ask/tell has no public trial id
             try:
                 metrics = self.evaluator.evaluate(spec)
             except KeyboardInterrupt:

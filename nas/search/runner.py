@@ -48,9 +48,10 @@ def build_space(config: ExperimentConfig, input_shape, classes: int) -> SearchSp
 
 
 def open_study(config: ExperimentConfig, objective: Objective, seed: int, storage_url: str | None = None):
-    """Create the study or load it to resume; refuses a stored study made for other objectives."""
+    """Create the study or load it to resume; refuses a stored study made for other objectives.
+    Returns the study and the storage object it was opened with."""
     url = storage_url or config.storage_url()
-    storage = make_storage(url)
+    storage = make_storage(url, config.heartbeat_interval_s, config.grace_period_s)
     sampler = make_sampler(config, objective, seed)
     study = optuna.create_study(storage=storage, study_name=config.study_name, sampler=sampler,
                                 directions=objective.directions, load_if_exists=True)
@@ -68,7 +69,7 @@ def open_study(config: ExperimentConfig, objective: Objective, seed: int, storag
     if not stored:
         study.set_metric_names(objective.names)
         study.set_user_attr("config", public_config(config))
-    return study
+    return study, storage
 
 
 def public_config(config: ExperimentConfig) -> dict[str, Any]:
@@ -138,12 +139,12 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True, storage_u
     check_table_covers_space(latency_model, space)
     objective = Objective(config.objective, score_name=evaluator.objective)
     seed = config.seed if worker is None else config.seed + 1000 * worker
-    study = open_study(config, objective, seed, storage_url)
+    study, storage = open_study(config, objective, seed, storage_url)
     output = config.output_dir()
     write_config_copy(config, output)
     controller = Controller(study=study, space=space, evaluator=evaluator, latency_model=latency_model,
                             objective=objective, trials=config.trials, timeout_s=config.timeout_s,
-                            progress=progress, log=log)
+                            progress=progress, log=log, storage=storage)
     for line in evaluate_baselines(config, space, controller):
         controller.log(line)
     if config.objective.kind == "netadapt":

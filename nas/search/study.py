@@ -23,8 +23,6 @@ from optuna.trial import FrozenTrial, TrialState
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
-HEARTBEAT_INTERVAL_S = 5
-GRACE_PERIOD_S = 20
 MAX_RETRY = 3
 CONNECT_TIMEOUT_S = 10
 
@@ -38,8 +36,8 @@ def redact(url: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
-def make_storage(url: str) -> optuna.storages.BaseStorage:
-    """Open a storage. RDB storages get heartbeats and retry trials of dead workers."""
+def make_storage(url: str, heartbeat_interval_s: int = 5, grace_period_s: int = 20) -> optuna.storages.BaseStorage:
+    """Open a storage. RDB storages get heartbeats and retry the trials of dead workers."""
     if url == "memory":
         return optuna.storages.InMemoryStorage()
     if url.startswith("journal:"):
@@ -58,8 +56,8 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
         engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
         engine_kwargs["pool_pre_ping"] = True
     try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_INTERVAL_S,
-                          grace_period=GRACE_PERIOD_S,
+        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval_s,
+                          grace_period=grace_period_s,
                           heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(MAX_RETRY))
     except Exception as exc:  # sqlalchemy/driver errors: keep the cause, hide the password
         message = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
@@ -70,7 +68,7 @@ class Heartbeat:
     """Records a running trial's heartbeat from a background thread, so that the trial of a
     worker that dies is detected as stale and retried (ask/tell has no built-in heartbeat)."""
 
-    def __init__(self, storage: optuna.storages.BaseStorage, trial_id: int):
+    def __init__(self, storage: optuna.storages.BaseStorage | None, trial_id: int):
         self.storage, self.trial_id = storage, trial_id
         self.enabled = isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None
         self._stop = threading.Event()
@@ -78,13 +76,14 @@ class Heartbeat:
 
     def _beat(self) -> None:
         interval = self.storage.get_heartbeat_interval()
-        while True:
+        while not self._stop.wait(interval):
             self.storage.record_heartbeat(self.trial_id)
-            if self._stop.wait(interval):
-                return
 
     def __enter__(self) -> Heartbeat:
         if self.enabled:
+            # The first beat is recorded before evaluation starts: a trial without any
+            # heartbeat row is never detected as stale.
+            self.storage.record_heartbeat(self.trial_id)
             self._thread.start()
         return self
 

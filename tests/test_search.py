@@ -153,3 +153,46 @@ def test_hypervolume_history_is_monotone(tmp_path):
     history = hypervolume_history(trials_frame(study), 2.0)["hypervolume"].tolist()
     assert all(b >= a for a, b in zip(history, history[1:])) and history[-1] > 0
     assert not any(math.isnan(v) for v in history)
+
+
+def test_unknown_space_fails_before_any_work(tmp_path):
+    evaluator = FakeEvaluator()
+    with pytest.raises(Exception, match="unknown search space 'mobilenet_v9'.*did you mean"):
+        run(make_config(tmp_path, space="mobilenet_v9"), evaluator=evaluator)
+    assert evaluator.calls == []
+
+
+def test_unwritable_output_folder_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ValueError, match="output folder .* is not writable"):
+        run(make_config(tmp_path, output=str(blocker / "run")))
+
+
+def test_missing_latency_table_is_a_clear_error(tmp_path):
+    from nas.search.runner import ExperimentError
+
+    config = make_config(tmp_path, latency=str(tmp_path / "nope.csv"))
+    with pytest.raises(ExperimentError, match="latency.table .*nope.csv' does not exist; measure one with"):
+        run_experiment(config, progress=False, evaluator=FakeEvaluator())
+
+
+def test_unreachable_storage_errors_quickly_without_leaking_the_password(tmp_path):
+    import time
+
+    from nas.search.study import StorageError, make_storage
+
+    start = time.monotonic()
+    with pytest.raises(StorageError) as exc:
+        make_storage("postgresql://nas:s3cret@127.0.0.1:1/nas")
+    assert time.monotonic() - start < 15
+    assert "s3cret" not in str(exc.value) and "***" in str(exc.value)
+
+
+def test_passwords_never_reach_the_run_folder(tmp_path):
+    from nas.search.runner import public_config, write_config_copy
+
+    config = make_config(tmp_path, storage="postgresql://nas:s3cret@db.example:5432/nas")
+    assert "s3cret" not in str(public_config(config))
+    write_config_copy(config, tmp_path / "copy")
+    assert "s3cret" not in (tmp_path / "copy" / "config.yaml").read_text()

@@ -16,7 +16,7 @@ from nas.ops import resolve
 from nas.search.controller import Controller, RunSummary
 from nas.search.objectives import Objective
 from nas.search.study import make_storage, redact
-from nas.space import SearchSpace, get_space
+from nas.space import SearchSpace, get_space, space_class
 from nas.spec import SpecError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -127,11 +127,32 @@ def check_table_covers_space(model, space: SearchSpace, sample: int = 64) -> Non
         model.predict(resolve(space.sample(seed)))
 
 
+def ensure_writable(folder: Path) -> None:
+    """Fail before any work when the run folder cannot be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ExperimentError(f"output folder {str(folder)!r} is not writable: {exc.strerror or exc}") from None
+
+
+def preflight(config: ExperimentConfig, check_table: bool) -> None:
+    """Cheap checks of everything the config names, before data is loaded or a study opened."""
+    space_class(config.space.name)
+    if check_table and not Path(config.latency.table).is_file():
+        raise ExperimentError(f"latency.table {config.latency.table!r} does not exist; measure one with "
+                              f"`nas latency profile --space {config.space.name} ...` or pick one in latency_tables/")
+    ensure_writable(config.output_dir())
+
+
 def run_experiment(config: ExperimentConfig, *, progress: bool = True, storage_url: str | None = None,
                    evaluator=None, latency_model=None, worker: int | None = None, log=None) -> RunSummary:
     """Run (or resume) the experiment and write its report; returns the run's summary."""
     from nas.search.netadapt import run_netadapt
 
+    preflight(config, check_table=latency_model is None)
     evaluator = evaluator or make_experiment_evaluator(config)
     input_shape, classes = evaluator_input(evaluator, config)
     space = build_space(config, input_shape, classes)

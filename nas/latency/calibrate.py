@@ -1,0 +1,507 @@
+"""Calibrated latency models: a per-op table (measured, imported, or none) plus a correction
+learned from K whole networks measured on the target device.
+
+On a real device a network's latency is not the sum of its ops measured alone: the runtime
+fuses sequences, removes dead code, folds constants, and each op carries overhead and memory
+traffic that a per-op table sees differently. The model therefore predicts
+
+    latency(ops) = sum_f theta_f * phi_f(ops)                        (milliseconds)
+
+over features that are sums over the network's *parts* (the units the device runs: an op, or
+one edge and one add of a NAS-Bench-201 cell), in feature groups:
+
+- ``base``: the intercept (per-network overhead) and, per part kind, either the table's
+  milliseconds (a per-kind scale on the table) or, without a table, the count, MACs and
+  activation size (a regression on op features that also covers ops no network showed).
+- ``keys``: one count per part key (op type and shapes): with no table, this is the additive
+  per-op table fitted to the K networks.
+- ``context``: per part kind and graph context (``dead``: its result never reaches the
+  output; ``zero_sum``: it is summed with an explicit zero; ``const_in``: its input does not
+  depend on the network input): what dead-code elimination, zero-term removal and constant
+  folding do on this device's runtime.
+- ``overhead``: with a table, per-kind counts, MACs and activation sizes (what the table
+  misses per op: call overhead, memory traffic).
+- ``pairs``: counts of adjacent op-type pairs (fused sequences).
+
+Which groups and which ridge strength are used is chosen by k-fold cross-validation inside the
+K training networks only; the fit minimises a Huber loss on the *relative* error, so the
+heavy-tailed noise of device measurements does not drag the fit. A network whose output does
+not depend on its input at all (a NAS-Bench-201 cell cut off from its input) is folded to a
+constant by deployment converters; it is predicted by the median latency of such networks
+among the K (and like any other network when the K held none).
+
+The model is saved as JSON (``format: nas-calibrated-latency``): the table it started from,
+the correction's coefficients and the provenance of both.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nas.ops import OpInstance, op_macs
+
+FORMAT = "nas-calibrated-latency"
+VERSION = 1
+GROUPS = ("keys", "context", "overhead", "pairs")
+CONTEXT_TAGS = ("dead", "zero_sum", "const_in")
+HUBER_DELTA = 0.05  # relative error where the loss turns linear: half the +/-10% band
+RIDGE_GRID = (1e-6, 1e-4, 1e-2, 1.0)
+FOLDS = 5
+
+# NAS-Bench-201 cell edges (destination, source) in arch-string order
+_NB201_EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
+
+
+class CalibrationError(ValueError):
+    """Bad calibration input or a corrupt calibrated-model file; the message says which."""
+
+
+# --------------------------------------------------------------------------------------
+# parts: the units of work a device runs
+
+
+@dataclass(frozen=True)
+class Part:
+    kind: str  # op type, or "nb201:<edge op>" / "nb201:add"
+    key: str  # kind and shapes: an entry of a fitted per-op table
+    tags: tuple[str, ...] = ()  # graph context, a subset of CONTEXT_TAGS
+    macs: float = 0.0
+    act: float = 0.0  # input + output activation elements
+
+
+def _cell_flow(ops: tuple[str, ...]) -> tuple[set[int], set[int]]:
+    """(nodes that depend on the cell input, nodes whose value reaches the cell output),
+    following only edges that are not ``none``."""
+    live = [e for e, name in enumerate(ops) if name != "none"]
+    fed = {0}
+    for j in (1, 2, 3):
+        if any(_NB201_EDGES[e][0] == j and _NB201_EDGES[e][1] in fed for e in live):
+            fed.add(j)
+    used = {3}
+    for i in (2, 1, 0):
+        if any(_NB201_EDGES[e][1] == i and _NB201_EDGES[e][0] in used for e in live):
+            used.add(i)
+    return fed, used
+
+
+def _cell_parts(op: OpInstance) -> tuple[Part, ...]:
+    h, w, c = op.input
+    fed, used = _cell_flow(op.ops)
+    shape = f"{h}x{w}x{c}"
+    parts = []
+    for e, name in enumerate(op.ops):
+        if name == "none":
+            continue
+        dst, src = _NB201_EDGES[e]
+        tags = tuple(tag for tag, on in (
+            ("dead", dst not in used),
+            ("zero_sum", any(op.ops[k] == "none" for k, (d, _) in enumerate(_NB201_EDGES) if d == dst)),
+            ("const_in", src not in fed),
+        ) if on)
+        k = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}.get(name, 0)
+        parts.append(Part(f"nb201:{name}", f"nb201:{name}-{shape}", tags, k * k * c * c * h * w, 2 * h * w * c))
+    for j in (1, 2, 3):
+        inputs = sum(1 for e, (d, _) in enumerate(_NB201_EDGES) if d == j and op.ops[e] != "none")
+        tags = () if j in used else ("dead",)
+        parts.extend(Part("nb201:add", f"nb201:add-{shape}", tags, 0, 3 * h * w * c) for _ in range(inputs - 1))
+    return tuple(parts)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def op_parts(op: OpInstance) -> tuple[Part, ...]:
+    """The parts of one op: the op itself, except a NAS-Bench-201 cell, which is its edges and
+    adds with their graph context (``none`` edges run nothing)."""
+    if op.type == "nb201":
+        return _cell_parts(op)
+    act = math.prod(op.input) + math.prod(op.output)
+    return (Part(op.type, op.key, (), op_macs(op), act),)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _cuts_input(op: OpInstance) -> bool:
+    return op.type == "nb201" and 3 not in _cell_flow(op.ops)[0]
+
+
+def network_is_constant(ops: Sequence[OpInstance]) -> bool:
+    """True when the network's output does not depend on its input (a cell whose output node
+    is cut off from its input): converters fold such a network to a constant."""
+    return any(map(_cuts_input, ops))
+
+
+# --------------------------------------------------------------------------------------
+# features
+
+
+@dataclass(frozen=True)
+class Config:
+    """Which feature groups (and context tags) a model uses; hashable, so features cache."""
+
+    groups: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    table: bool = False
+
+
+def _table_ms(table: Mapping[str, float], op: OpInstance) -> float:
+    try:
+        return table[op.key]
+    except KeyError:
+        raise CalibrationError(f"the table has no entry for op {op.key}") from None
+
+
+def _op_features(op: OpInstance, config: Config, table: Mapping[str, float] | None) -> Counter:
+    f: Counter = Counter()
+    if config.table:
+        f[f"table:{op.type}"] += _table_ms(table, op)
+    for part in op_parts(op):
+        if not config.table or "overhead" in config.groups:
+            f[f"count:{part.kind}"] += 1
+            f[f"macs:{part.kind}"] += part.macs / 1e6
+            f[f"act:{part.kind}"] += part.act / 1e5
+        if "keys" in config.groups:
+            f[f"key:{part.key}"] += 1
+        tags = [t for t in part.tags if t in config.tags]
+        if "context" in config.groups and tags:
+            f[f"ctx:{part.kind}:{'+'.join(tags)}"] += 1
+    return f
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _tableless_features(op: OpInstance, config: Config) -> Counter:
+    return _op_features(op, config, None)
+
+
+class Featurizer:
+    """Feature dicts of networks for one config, cached per op (networks share ops)."""
+
+    def __init__(self, config: Config, table: Mapping[str, float] | None):
+        self.config, self.table = config, table
+        self._cache: dict[OpInstance, Counter] = {}
+
+    def op(self, op: OpInstance) -> Counter:
+        if self.table is None:  # no table: features depend on the op alone, shared by all models
+            return _tableless_features(op, self.config)
+        if op not in self._cache:
+            self._cache[op] = _op_features(op, self.config, self.table)
+        return self._cache[op]
+
+    def network(self, ops: Sequence[OpInstance]) -> Counter:
+        f: Counter = Counter({"intercept": 1.0})
+        for op in ops:
+            f.update(self.op(op))
+        if "pairs" in self.config.groups:
+            for a, b in zip(ops, ops[1:]):
+                f[f"pair:{a.type}>{b.type}"] += 1
+        return f
+
+    def matrix(self, networks: Sequence[Sequence[OpInstance]], names: Sequence[str]) -> np.ndarray:
+        index = {n: i for i, n in enumerate(names)}
+        X = np.zeros((len(networks), len(names)))
+        for r, ops in enumerate(networks):
+            for name, value in self.network(ops).items():
+                if name in index:  # a feature no training network had carries no weight
+                    X[r, index[name]] = value
+        return X
+
+
+def _penalised(name: str, config: Config) -> bool:
+    """Refinements shrink towards the base model; only the intercept and, with a table, the
+    per-kind table scales are free."""
+    return not (name == "intercept" or name.startswith("table:"))
+
+
+# --------------------------------------------------------------------------------------
+# fitting
+
+
+def huber_ridge(X: np.ndarray, y: np.ndarray, penalty: np.ndarray, lam: float,
+                delta: float = HUBER_DELTA, iters: int = 40) -> np.ndarray:
+    """Coefficients minimising mean Huber(relative error) + lam * sum(penalty * theta^2) on
+    standardised features, by iteratively reweighted least squares."""
+    scale = X.std(axis=0)
+    scale[scale <= 1e-12 * (np.abs(X).max(axis=0) + 1e-12)] = 1.0  # the intercept
+    A = (X / scale) / y[:, None]  # rows in relative units: A @ theta - 1 is the relative error
+    b = np.ones(len(y))
+    reg = lam * np.diag(penalty) + 1e-9 * np.eye(X.shape[1])
+    u = np.ones(len(y))
+    theta = np.zeros(X.shape[1])
+    for _ in range(iters):
+        Au = A * u[:, None]
+        new = np.linalg.solve(A.T @ Au / len(y) + reg, Au.T @ b / len(y))
+        r = np.abs(A @ new - b)
+        u = np.minimum(1.0, delta / np.maximum(r, 1e-12))
+        if np.allclose(new, theta, rtol=1e-7, atol=1e-10):
+            theta = new
+            break
+        theta = new
+    return theta / scale
+
+
+def _score(pred: np.ndarray, y: np.ndarray) -> float:
+    """Cross-validation loss: mean relative error, clipped at 50% so one outlier cannot decide."""
+    return float(np.mean(np.minimum(np.abs(pred / y - 1), 0.5)))
+
+
+def _folds(n: int, k: int, seed: int) -> list[np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    return [order[i::k] for i in range(min(k, n))]
+
+
+def _design(feat: Featurizer, nets) -> tuple[list[str], np.ndarray]:
+    names = sorted({n for ops in nets for n in feat.network(ops)})
+    return names, feat.matrix(nets, names)
+
+
+def _fit_matrix(names: list[str], X: np.ndarray, y: np.ndarray, lam: float, config: Config) -> np.ndarray:
+    """Coefficients for every column of X; a column constant over these rows gets 0 (it is
+    the intercept's business)."""
+    varies = X.std(axis=0) > 1e-9 * (np.abs(X).mean(axis=0) + 1e-12)
+    keep = np.array([n == "intercept" or varies[i] for i, n in enumerate(names)])
+    penalty = np.array([1.0 if _penalised(n, config) else 0.0 for n, k in zip(names, keep) if k])
+    theta = np.zeros(len(names))
+    theta[keep] = huber_ridge(X[:, keep], y, penalty, lam)
+    return theta
+
+
+def _cv_loss(names, X, y, lam, config, seed) -> float:
+    pred = np.zeros(len(y))
+    for test in _folds(len(y), FOLDS, seed):
+        train = np.setdiff1d(np.arange(len(y)), test)
+        pred[test] = X[test] @ _fit_matrix(names, X[train], y[train], lam, config)
+    return _score(pred, y)
+
+
+def _candidates(has_table: bool) -> list[Config]:
+    """Forward-selection moves: each adds one feature group (context tags one at a time)."""
+    return ([Config(("keys",))] + [Config(("context",), (t,)) for t in CONTEXT_TAGS]
+            + [Config(("pairs",))] + ([Config(("overhead",))] if has_table else []))
+
+
+def _merge(a: Config, b: Config) -> Config:
+    groups = tuple(g for g in GROUPS if g in a.groups or g in b.groups)
+    tags = tuple(t for t in CONTEXT_TAGS if t in a.tags or t in b.tags)
+    return Config(groups, tags, a.table)
+
+
+def select_config(nets, y, table, seed: int = 0) -> tuple[Config, float, list[dict]]:
+    """Greedy forward selection of feature groups and ridge strength by k-fold CV on the
+    training networks only. Returns (config, ridge, the trace of CV losses)."""
+    def loss(config: Config) -> tuple[float, float]:
+        names, X = _design(Featurizer(config, table), nets)
+        return min((_cv_loss(names, X, y, lam, config, seed), lam) for lam in RIDGE_GRID)
+
+    best = Config((), (), table is not None)
+    best_loss, best_lam = loss(best)
+    trace = [{"config": _config_dict(best), "cv_loss": round(best_loss, 5), "ridge": best_lam}]
+    while True:
+        moves = {_merge(best, c) for c in _candidates(table is not None)} - {best}
+        if not moves:
+            break
+        scored = sorted(((*loss(c), i, c) for i, c in enumerate(sorted(moves, key=repr))), key=lambda t: t[:3])
+        cand_loss, cand_lam, _, cand = scored[0]
+        if cand_loss >= best_loss * 0.995:  # a group must buy at least 0.5% to be kept
+            break
+        best, best_loss, best_lam = cand, cand_loss, cand_lam
+        trace.append({"config": _config_dict(best), "cv_loss": round(best_loss, 5), "ridge": best_lam})
+    return best, best_lam, trace
+
+
+def _config_dict(config: Config) -> dict:
+    return {"groups": list(config.groups), "tags": list(config.tags), "table": config.table}
+
+
+# --------------------------------------------------------------------------------------
+# the model
+
+
+class CalibratedLatencyModel:
+    """A table plus a learned correction; the same interface as a latency table.
+
+    ``predict(ops) -> ms``, ``breakdown(ops) -> dict`` and ``provenance`` (a dict). Build one
+    with :func:`calibrate`, :func:`fit_additive` or :meth:`from_file`. ``const_ms`` is the
+    latency of a network whose output does not depend on its input, or None when the training
+    networks showed no such network (then it is predicted like any other).
+    """
+
+    def __init__(self, config: Config, names: Sequence[str], coef: Sequence[float], *,
+                 table: Mapping[str, float] | None = None, const_ms: float | None = None,
+                 provenance: Mapping[str, Any] | None = None):
+        if config.table and table is None:
+            raise CalibrationError("this model corrects a table, but no table was given")
+        if len(names) != len(coef):
+            raise CalibrationError(f"{len(names)} feature names but {len(coef)} coefficients")
+        self.config = config
+        self.table = dict(table) if table is not None else None
+        self.coef = dict(zip(names, (float(c) for c in coef)))
+        self.const_ms = None if const_ms is None else float(const_ms)
+        self.provenance = dict(provenance or {})
+        self._feat = Featurizer(config, self.table)
+        self._op_cache: dict[OpInstance, float] = {}
+
+    def _op_ms(self, op: OpInstance) -> float:
+        ms = self._op_cache.get(op)
+        if ms is None:
+            ms = self._op_cache[op] = sum(self.coef.get(n, 0.0) * v for n, v in self._feat.op(op).items())
+        return ms
+
+    def _network_terms(self, ops: Sequence[OpInstance]) -> float:
+        ms = self.coef.get("intercept", 0.0)
+        if "pairs" in self.config.groups:
+            ms += sum(self.coef.get(f"pair:{a.type}>{b.type}", 0.0) for a, b in zip(ops, ops[1:]))
+        return ms
+
+    def predict(self, ops: Sequence[OpInstance]) -> float:
+        """Predicted latency of the whole network, in milliseconds."""
+        ops = tuple(ops)
+        if self.const_ms is not None and network_is_constant(ops):
+            return self.const_ms
+        return self._network_terms(ops) + sum(self._op_ms(op) for op in ops)
+
+    def predict_many(self, networks: Iterable[Sequence[OpInstance]]) -> np.ndarray:
+        return np.array([self.predict(ops) for ops in networks])
+
+    def breakdown(self, ops: Sequence[OpInstance]) -> dict:
+        """``{"total_ms", "network_ms", "constant", "ops": [{"index", "key", "ms"}]}``: each
+        op's share of the prediction, and the per-network terms (overhead, fused pairs)."""
+        ops = tuple(ops)
+        if self.const_ms is not None and network_is_constant(ops):
+            return {"total_ms": self.const_ms, "network_ms": self.const_ms, "constant": True,
+                    "ops": [{"index": i, "key": op.key, "ms": 0.0} for i, op in enumerate(ops)]}
+        rows = [{"index": i, "key": op.key, "ms": self._op_ms(op)} for i, op in enumerate(ops)]
+        network = self._network_terms(ops)
+        return {"total_ms": network + sum(r["ms"] for r in rows), "network_ms": network,
+                "constant": False, "ops": rows}
+
+    # ---- persistence
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "version": VERSION, "config": _config_dict(self.config),
+                "table": self.table, "correction": {"coef": self.coef, "const_ms": self.const_ms},
+                "provenance": self.provenance}
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True))
+        tmp.replace(path)  # never leave a half-written model behind
+        return path
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "calibrated model") -> CalibratedLatencyModel:
+        if not isinstance(data, Mapping) or data.get("format") != FORMAT:
+            raise CalibrationError(f"{where} is not a calibrated latency model (expected format {FORMAT!r})")
+        if data.get("version") != VERSION:
+            raise CalibrationError(f"{where} has version {data.get('version')!r}; this code reads {VERSION}")
+        try:
+            cfg, corr = data["config"], data["correction"]
+            config = Config(tuple(cfg["groups"]), tuple(cfg["tags"]), bool(cfg["table"]))
+            unknown = set(config.groups) - set(GROUPS) | set(config.tags) - set(CONTEXT_TAGS)
+            if unknown:
+                raise CalibrationError(f"{where} names unknown feature groups or tags {sorted(unknown)}")
+            coef = {str(k): float(v) for k, v in corr["coef"].items()}
+            table = None if data["table"] is None else {str(k): float(v) for k, v in data["table"].items()}
+            const_ms = None if corr["const_ms"] is None else float(corr["const_ms"])
+            if not all(map(math.isfinite, [*coef.values(), const_ms or 0.0])):
+                raise CalibrationError(f"{where} holds non-finite coefficients")
+            return cls(config, list(coef), list(coef.values()), table=table, const_ms=const_ms,
+                       provenance=data.get("provenance") or {})
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            if isinstance(exc, CalibrationError):
+                raise
+            raise CalibrationError(f"{where} is corrupt or truncated: {exc!r}") from None
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> CalibratedLatencyModel:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"calibrated latency model {str(path)!r} does not exist")
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CalibrationError(f"{path} is not valid JSON (corrupt or truncated?): {exc}") from None
+        return cls.from_dict(data, str(path))
+
+
+def is_calibrated_model_file(path: str | Path) -> bool:
+    """True when ``path`` is a JSON file in this module's format (for loaders that dispatch)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            head = f.read(4096)
+    except (OSError, UnicodeDecodeError):
+        return False
+    return f'"format": "{FORMAT}"' in head or f'"format":"{FORMAT}"' in head
+
+
+# --------------------------------------------------------------------------------------
+# entry points
+
+
+def _check_training(networks, measured_ms, space_check=None) -> tuple[list[tuple], np.ndarray]:
+    nets = [tuple(ops) for ops in networks]
+    y = np.asarray(measured_ms, dtype=float)
+    if len(nets) != len(y):
+        raise CalibrationError(f"{len(nets)} networks but {len(y)} measured latencies")
+    if not np.all(np.isfinite(y)) or np.any(y <= 0):
+        bad = [float(v) for v in y[~np.isfinite(y) | (y <= 0)]][:5]
+        raise CalibrationError(f"measured latencies must be positive milliseconds, got {bad}")
+    for ops in nets:
+        if not ops or not all(isinstance(op, OpInstance) for op in ops):
+            raise CalibrationError("each network must be a non-empty sequence of resolved ops (nas.ops.resolve)")
+    return nets, y
+
+
+def _split_constant(nets, y) -> tuple[list, np.ndarray, float | None, int]:
+    const = np.array([network_is_constant(ops) for ops in nets])
+    const_ms = float(np.median(y[const])) if const.any() else None  # no evidence, no rule
+    return [n for n, c in zip(nets, const) if not c], y[~const], const_ms, int(const.sum())
+
+
+def calibrate(networks: Sequence[Sequence[OpInstance]], measured_ms: Sequence[float], *,
+              table: Mapping[str, float] | None = None, seed: int = 0, min_networks: int = 10,
+              provenance: Mapping[str, Any] | None = None) -> CalibratedLatencyModel:
+    """Fit a calibrated model to ``networks`` (each a tuple of resolved ops) measured on the
+    device (``measured_ms``, whole-network milliseconds), starting from ``table`` (op key ->
+    ms) or, without one, from a per-op table fitted to the same networks.
+
+    Raises:
+        CalibrationError: fewer than ``min_networks`` networks, mismatched lengths,
+            non-positive latencies, or an op the table lacks.
+    """
+    nets, y = _check_training(networks, measured_ms)
+    fit_nets, fit_y, const_ms, n_const = _split_constant(nets, y)
+    if len(fit_nets) < min_networks:
+        raise CalibrationError(f"calibration needs at least {min_networks} measured networks whose output "
+                               f"depends on the input, got {len(fit_nets)}")
+    config, lam, trace = select_config(fit_nets, fit_y, table, seed)
+    names, X = _design(Featurizer(config, table), fit_nets)
+    theta = _fit_matrix(names, X, fit_y, lam, config)
+    prov = {"kind": "calibrated", "networks": len(nets), "constant_networks": n_const,
+            "selected": _config_dict(config), "ridge": lam, "cv_trace": trace, "huber_delta": HUBER_DELTA,
+            "folds": FOLDS, "seed": seed, "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            **(provenance or {})}
+    return CalibratedLatencyModel(config, names, theta, table=table, const_ms=const_ms, provenance=prov)
+
+
+def fit_additive(networks: Sequence[Sequence[OpInstance]], measured_ms: Sequence[float], *,
+                 provenance: Mapping[str, Any] | None = None) -> CalibratedLatencyModel:
+    """The plain baseline: an additive per-op table (one latency per part key plus a constant)
+    fitted to the whole networks by ordinary least squares (minimum-norm when ops always occur
+    together). Constant networks get no special treatment."""
+    nets, y = _check_training(networks, measured_ms)
+    config = Config(("keys",), (), False)
+    feat = Featurizer(config, None)
+    names = sorted({n for ops in nets for n in feat.network(ops) if n == "intercept" or n.startswith("key:")})
+    X = feat.matrix(nets, names)
+    theta = np.linalg.lstsq(X, y, rcond=None)[0]
+    prov = {"kind": "additive", "networks": len(nets), **(provenance or {})}
+    return CalibratedLatencyModel(config, names, theta, provenance=prov)

@@ -85,9 +85,9 @@ class Controller:
                         params=count_params(ops))
 
     def spec_attrs(self, spec: ArchSpec, m: Measured) -> dict[str, Any]:
+        # constraint values go to Trial.set_constraint (see step); "feasible" is for reports
         return {"arch_id": spec.arch_id, "spec": spec.to_json(), "spec_string": spec.to_string(),
-                "latency_ms": m.latency_ms, "macs": m.macs, "params": m.params,
-                "constraints": self.objective.constraints(m), "feasible": self.objective.feasible(m)}
+                "latency_ms": m.latency_ms, "macs": m.macs, "params": m.params, "feasible": self.objective.feasible(m)}
 
     # ---- the loop
 
@@ -132,13 +132,15 @@ class Controller:
                 if self.timeout_s is not None and time.perf_counter() - start >= self.timeout_s:
                     summary.notes.append(f"stopped by the {self.timeout_s:g} s timeout")
                     break
-                budget_left = self.trials is None or self.completed_count() < self.trials
-                if not budget_left and not self.waiting_count() and not self.wait_for_dead_workers():
+                states = [t.state for t in self.study.get_trials(deepcopy=False)]  # one read per trial
+                budget_left = self.trials is None or states.count(TrialState.COMPLETE) < self.trials
+                if not budget_left and TrialState.WAITING not in states and not self.wait_for_dead_workers():
                     break
                 self.step(summary)
-                bar.n = min(self.completed_count(), self.trials or 10**9)
-                bar.set_postfix_str(self.status_line(), refresh=False)
-                bar.refresh()
+                if self.progress:
+                    bar.n = min(self.completed_count(), self.trials or 10**9)
+                    bar.set_postfix_str(self.status_line(), refresh=False)
+                    bar.refresh()
         except KeyboardInterrupt:
             summary.interrupted = True
             summary.notes.append("interrupted; run the same command again to resume")
@@ -176,7 +178,7 @@ class Controller:
             return trial.number
         if earlier is not None:
             trial.set_user_attr("duplicate_of", earlier.number)
-            for key in ("score", *self.metric_keys(earlier)):
+            for key in ("score", "metrics"):
                 trial.set_user_attr(key, earlier.user_attrs.get(key))
             self.study.tell(trial, list(earlier.values))
             summary.duplicates += 1
@@ -204,11 +206,8 @@ class Controller:
                 return
         eval_s = time.perf_counter() - t_eval
         t1 = time.perf_counter()
-        clean = _primitive_metrics(metrics)
-        trial.set_user_attr("metric_keys", sorted(clean))
-        for key, value in clean.items():
-            trial.set_user_attr(key, value)
-        trial.set_user_attr("eval_s", eval_s)
+        # one attribute for all metrics: every attribute is a storage round trip
+        trial.set_user_attr("metrics", {**_primitive_metrics(metrics), "eval_s": eval_s})
         score = metrics.get(self.evaluator.objective)
         status = metrics.get("status", "ok")
         if status != "ok" or not isinstance(score, (int, float)) or not math.isfinite(score):
@@ -225,11 +224,6 @@ class Controller:
             self.log(f"trial {trial.number}: {self.evaluator.objective} {score:.4f}  latency {m.latency_ms:.3f} ms"
                      f"  {m.macs / 1e6:.1f} MMACs  ({eval_s:.1f} s)  {spec.arch_id}")
         summary.controller_s += time.perf_counter() - t1
-
-    @staticmethod
-    def metric_keys(trial: FrozenTrial) -> list[str]:
-        return list(trial.user_attrs.get("metric_keys", []))
-
     def find_earlier(self, arch_id: str, number: int) -> FrozenTrial | None:
         """A completed, evaluated trial of the same architecture, else one still running in
         another worker, else None."""

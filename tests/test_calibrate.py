@@ -173,3 +173,41 @@ def test_model_file_names_its_format(space, tmp_path):
     data = json.loads(calibrate(nets, y).save(tmp_path / "m.json").read_text())
     assert data["format"] == "nas-calibrated-latency" and data["table"] is None
     assert {"coef", "const_ms"} <= set(data["correction"])
+
+
+def _measured_csv(space, tmp_path, n=40):
+    nets_rng = random.Random(10)
+    lines = ["arch,ms"]
+    for _ in range(n):
+        genotype = tuple(nets_rng.choice(OPS) for _ in range(6))
+        lines.append(f"{format_arch_str(genotype)},{synthetic_latency(genotype)}")
+    path = tmp_path / "measured.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_cli_calibrate_writes_a_model(space, tmp_path, capsys):
+    from nas.cli import main
+
+    measured = _measured_csv(space, tmp_path)
+    out = tmp_path / "model.json"
+    assert main(["latency", "calibrate", str(measured), "--space", "nasbench201", "--input", "8x8x3",
+                 "--device", "synthetic", "-o", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["networks"] == 40
+    model = CalibratedLatencyModel.from_file(out)
+    assert model.provenance["device"] == "synthetic" and model.provenance["input"] == "8x8x3"
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--k", "41"], "more networks than"),
+    (["--space", "mobilenet_v2"], "is not in space 'mobilenet_v2'"),
+    (["--ms-column", "latency"], "no column"),
+])
+def test_cli_calibrate_bad_input(space, tmp_path, capsys, extra, message):
+    from nas.cli import main
+
+    measured = _measured_csv(space, tmp_path)
+    assert main(["latency", "calibrate", str(measured), "--input", "8x8x3", "-o", str(tmp_path / "m.json"),
+                 *extra]) == 2
+    assert message in capsys.readouterr().err

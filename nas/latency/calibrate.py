@@ -359,6 +359,13 @@ class CalibratedLatencyModel:
             ms += sum(self.coef.get(f"pair:{a.type}>{b.type}", 0.0) for a, b in zip(ops, ops[1:]))
         return ms
 
+    def check_input(self, shape: Sequence[int]) -> None:
+        """ValueError when the model was calibrated for another input shape (HxWxC)."""
+        measured = self.provenance.get("input")
+        got = "x".join(map(str, shape))
+        if measured is not None and measured != got:
+            raise ValueError(f"this latency model was calibrated for input {measured}, not {got}")
+
     def predict(self, ops: Sequence[OpInstance]) -> float:
         """Predicted latency of the whole network, in milliseconds."""
         ops = tuple(ops)
@@ -446,7 +453,17 @@ def is_calibrated_model_file(path: str | Path) -> bool:
 # entry points
 
 
-def _check_training(networks, measured_ms, space_check=None) -> tuple[list[tuple], np.ndarray]:
+def table_as_mapping(table: Any) -> dict[str, float] | None:
+    """``{op key: ms}`` from a mapping or from a latency table (its entries' medians)."""
+    if table is None or isinstance(table, Mapping):
+        return None if table is None else {str(k): float(v) for k, v in table.items()}
+    entries = getattr(table, "entries", None)
+    if isinstance(entries, Mapping):
+        return {str(k): float(v["median"]) for k, v in entries.items()}
+    raise CalibrationError(f"a base table must map op keys to ms or be a latency table, got {type(table).__name__}")
+
+
+def _check_training(networks, measured_ms) -> tuple[list[tuple], np.ndarray]:
     nets = [tuple(ops) for ops in networks]
     y = np.asarray(measured_ms, dtype=float)
     if len(nets) != len(y):
@@ -467,17 +484,19 @@ def _split_constant(nets, y) -> tuple[list, np.ndarray, float | None, int]:
 
 
 def calibrate(networks: Sequence[Sequence[OpInstance]], measured_ms: Sequence[float], *,
-              table: Mapping[str, float] | None = None, seed: int = 0, min_networks: int = 10,
+              table: Any = None, seed: int = 0, min_networks: int = 10,
               provenance: Mapping[str, Any] | None = None) -> CalibratedLatencyModel:
     """Fit a calibrated model to ``networks`` (each a tuple of resolved ops) measured on the
     device (``measured_ms``, whole-network milliseconds), starting from ``table`` (op key ->
-    ms) or, without one, from a per-op table fitted to the same networks.
+    ms, or a :class:`~nas.latency.table.LatencyTable`) or, without one, from a per-op table
+    fitted to the same networks.
 
     Raises:
         CalibrationError: fewer than ``min_networks`` networks, mismatched lengths,
             non-positive latencies, or an op the table lacks.
     """
     nets, y = _check_training(networks, measured_ms)
+    table = table_as_mapping(table)
     fit_nets, fit_y, const_ms, n_const = _split_constant(nets, y)
     if len(fit_nets) < min_networks:
         raise CalibrationError(f"calibration needs at least {min_networks} measured networks whose output "

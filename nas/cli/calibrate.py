@@ -1,0 +1,116 @@
+"""``nas latency calibrate``: fit a calibrated latency model from whole networks measured on
+the target device (and, optionally, a per-op table to start from)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+from pathlib import Path
+
+from nas.archs import load_arch
+from nas.cli import UserError
+from nas.ops import resolve
+from nas.space import get_space
+from nas.spec import SpecError, parse_shape
+
+
+def register(subparsers) -> None:
+    """Add ``calibrate`` to the ``latency`` command group, creating the group if no other
+    module has (so this works before and after the latency commands land)."""
+    latency = subparsers.choices.get("latency")
+    if latency is None:
+        latency = subparsers.add_parser("latency", help="latency tables and calibrated latency models")
+        group = latency.add_subparsers(dest="latency_command", metavar="COMMAND")
+        group.required = True
+    else:
+        group = next(a for a in latency._actions if isinstance(a, argparse._SubParsersAction))
+    p = group.add_parser(
+        "calibrate", help="fit a latency model to whole networks measured on the device",
+        description="Fit a calibrated latency model: a per-op table (or none) plus a correction learned "
+                    "from K whole networks measured on the target device. MEASURED is a CSV with one "
+                    "row per network: an architecture (spec string, NAS-Bench-201 arch string or spec "
+                    "file) and its measured latency in ms.")
+    p.add_argument("measured", help="CSV of measured networks")
+    p.add_argument("-o", "--output", required=True, help="where to write the model (JSON)")
+    p.add_argument("--space", help="check that every network belongs to this search space")
+    p.add_argument("--input", help="input shape HxWxC of the networks (default: as the arch says)")
+    p.add_argument("--classes", type=int, help="class count (default: as the arch says)")
+    p.add_argument("--table", help="per-op latency table to start from (default: none; fitted from the networks)")
+    p.add_argument("--arch-column", default="arch", help="CSV column with the architecture (default: arch)")
+    p.add_argument("--ms-column", default="ms", help="CSV column with the measured latency in ms (default: ms)")
+    p.add_argument("--k", type=int, help="use K random rows of the CSV (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed for --k and the cross-validation folds")
+    p.add_argument("--device", help="device name recorded in the model's provenance")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.set_defaults(handler=run)
+
+
+def _read_rows(path: Path, arch_col: str, ms_col: str) -> list[tuple[str, float]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"measured-networks file {str(path)!r} does not exist")
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in (arch_col, ms_col) if c not in (reader.fieldnames or [])]
+        if missing:
+            raise UserError(f"{path} has no column(s) {missing}; it has {reader.fieldnames} "
+                            f"(choose with --arch-column / --ms-column)")
+        rows = []
+        for n, row in enumerate(reader, start=2):
+            try:
+                rows.append((row[arch_col], float(row[ms_col])))
+            except (TypeError, ValueError):
+                raise UserError(f"{path} line {n}: {ms_col} must be a number of ms, got {row[ms_col]!r}") from None
+    if not rows:
+        raise UserError(f"{path} holds no measured networks")
+    return rows
+
+
+def _networks(rows, args) -> list[tuple]:
+    shape = parse_shape(args.input) if args.input else None
+    space = get_space(args.space, shape or (32, 32, 3), args.classes or 10) if args.space else None
+    nets = []
+    for arch, _ in rows:
+        spec = load_arch(arch, shape, args.classes)
+        if space is not None and not space.contains(spec):
+            raise UserError(f"network {arch[:80]!r} is not in space {args.space!r} at input "
+                            f"{'x'.join(map(str, space.input_shape))} (check --space and --input)")
+        nets.append(resolve(spec))
+    return nets
+
+
+def run(args) -> int:
+    from nas.latency.calibrate import CalibrationError, calibrate
+
+    rows = _read_rows(Path(args.measured), args.arch_column, args.ms_column)
+    if args.k is not None:
+        if not 1 <= args.k <= len(rows):
+            raise UserError(f"--k {args.k} asks for more networks than {args.measured} holds ({len(rows)})"
+                            if args.k > len(rows) else f"--k must be positive, got {args.k}")
+        rows = random.Random(args.seed).sample(rows, args.k)
+    nets = _networks(rows, args)
+    table = None
+    if args.table:
+        from nas.latency import load_latency_model
+
+        table = load_latency_model(args.table)
+    shapes = {ops[0].input for ops in nets}
+    provenance = {"device": args.device or "unknown", "measured_file": str(args.measured),
+                  "base_table": args.table, "space": args.space,
+                  "input": "x".join(map(str, next(iter(shapes)))) if len(shapes) == 1 else None}
+    try:
+        model = calibrate(nets, [ms for _, ms in rows], table=table, seed=args.seed, provenance=provenance)
+    except (CalibrationError, SpecError) as exc:
+        raise UserError(str(exc)) from None
+    model.save(args.output)
+    prov = model.provenance
+    summary = {"output": args.output, "networks": prov["networks"], "selected": prov["selected"],
+               "ridge": prov["ridge"], "cv_loss": prov["cv_trace"][-1]["cv_loss"], "device": prov["device"]}
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        print(f"calibrated on {summary['networks']} networks: groups {', '.join(prov['selected']['groups']) or 'base'}"
+              f" (tags {', '.join(prov['selected']['tags']) or 'none'}), ridge {summary['ridge']}, "
+              f"cross-validated mean relative error {summary['cv_loss']:.3f} -> {args.output}")
+    return 0

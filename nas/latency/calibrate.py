@@ -27,8 +27,8 @@ Which groups and which ridge strength are used is chosen by k-fold cross-validat
 K training networks only; the fit minimises a Huber loss on the *relative* error, so the
 heavy-tailed noise of device measurements does not drag the fit. A network whose output does
 not depend on its input at all (a NAS-Bench-201 cell cut off from its input) is folded to a
-constant by deployment converters; it is predicted by the median latency of such networks
-among the K (and like any other network when the K held none).
+constant by deployment converters; it is predicted by the fastest such network among the K
+(and like any other network when the K held none).
 
 The model is saved as JSON (``format: nas-calibrated-latency``): the table it started from,
 the correction's coefficients and the provenance of both.
@@ -224,9 +224,10 @@ def _penalised(name: str, config: Config) -> bool:
 
 
 def huber_ridge(X: np.ndarray, y: np.ndarray, penalty: np.ndarray, lam: float,
-                delta: float = HUBER_DELTA, iters: int = 40) -> np.ndarray:
+                delta: float | None = None, iters: int = 40) -> np.ndarray:
     """Coefficients minimising mean Huber(relative error) + lam * sum(penalty * theta^2) on
     standardised features, by iteratively reweighted least squares."""
+    delta = HUBER_DELTA if delta is None else delta
     scale = X.std(axis=0)
     scale[scale <= 1e-12 * (np.abs(X).max(axis=0) + 1e-12)] = 1.0  # the intercept
     A = (X / scale) / y[:, None]  # rows in relative units: A @ theta - 1 is the relative error
@@ -479,7 +480,9 @@ def _check_training(networks, measured_ms) -> tuple[list[tuple], np.ndarray]:
 
 def _split_constant(nets, y) -> tuple[list, np.ndarray, float | None, int]:
     const = np.array([network_is_constant(ops) for ops in nets])
-    const_ms = float(np.median(y[const])) if const.any() else None  # no evidence, no rule
+    # A folded network does almost no work and interference only ever slows a run, so the
+    # fastest such measurement is the cleanest estimate (one slow outlier must not decide).
+    const_ms = float(np.min(y[const])) if const.any() else None  # no evidence, no rule
     return [n for n, c in zip(nets, const) if not c], y[~const], const_ms, int(const.sum())
 
 

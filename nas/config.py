@@ -38,7 +38,6 @@ class DatasetConfig:
     name: str = "fashion-mnist"
     path: str | None = None
     val_fraction: float = 0.1
-    options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, where: str) -> None:
         if not 0 < self.val_fraction < 1:

@@ -48,6 +48,7 @@ class RunSummary:
     elapsed_s: float = 0.0
     controller_s: float = 0.0  # time spent outside evaluation
     notes: list[str] = field(default_factory=list)
+    study: optuna.Study | None = field(default=None, repr=False)
 
 
 def _primitive_metrics(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -175,6 +175,7 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True, storage_u
     from nas.report import write_report
 
     write_report(study, output)
+    summary.study = study
     return summary
 
 

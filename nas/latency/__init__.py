@@ -1,0 +1,73 @@
+"""Latency: per-op lookup tables measured on a device, and the predictor the search calls.
+
+Public entry point::
+
+    from nas.latency import load_latency_model
+    model = load_latency_model("latency_tables/mobilenet_v2-28x28x1-ort-x86.csv")
+    model.check_input((28, 28, 1))      # ValueError if measured for another input shape
+    ms = model.predict(ops)             # ops = nas.ops.resolve(spec); milliseconds
+    rows = model.breakdown(ops)         # per-op shares (ms)
+    model.provenance                    # dict: device, runtime, input, protocol, ...
+
+Dispatch, in one place: a ``.json`` path is a single-file model whose ``format`` field
+names its kind (``nas-calibrated-latency``: nas.latency.calibrate); any other path is a table
+CSV whose JSON sidecar's ``kind`` field names it (``table``). Both look the kind up in
+:data:`MODEL_KINDS`; a new model type registers a loader with :func:`register_model_kind`
+and loads through the same function.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from nas.latency.errors import LatencyTableError, MissingOpsError
+from nas.latency.table import EstimatedLatencyWarning, LatencyTable, sidecar_path
+
+
+def _load_calibrated(path: Path, missing: str = "error"):
+    from nas.latency.calibrate import CalibratedLatencyModel
+
+    return CalibratedLatencyModel.from_file(path)  # predicts every op: no missing-op policy applies
+
+
+MODEL_KINDS: dict[str, Callable[..., object]] = {"table": LatencyTable.from_file,
+                                                 "nas-calibrated-latency": _load_calibrated}
+
+
+def register_model_kind(kind: str, loader: Callable[..., object]) -> None:
+    """Register ``loader(path, missing=...)`` for sidecars whose ``kind`` is ``kind``."""
+    if kind in MODEL_KINDS:
+        raise ValueError(f"latency model kind {kind!r} is already registered")
+    MODEL_KINDS[kind] = loader
+
+
+def load_latency_model(path: str | Path, missing: str = "error"):
+    """Load the latency model at ``path`` (a table CSV; its JSON sidecar says its kind).
+
+    The returned object has ``predict(ops) -> float`` (ms), ``breakdown(ops)``,
+    ``provenance`` (dict with ``input``) and ``check_input(shape)``; missing ops raise
+    :class:`MissingOpsError` (a ValueError) unless ``missing`` is ``nearest`` or
+    ``interpolate``.
+
+    Raises:
+        LatencyTableError: the file or its sidecar is missing, corrupt or of an unknown kind.
+    """
+    path = Path(path)
+    side, field = (path, "format") if path.suffix == ".json" else (sidecar_path(path), "kind")
+    kind = "table"
+    if side.is_file():
+        try:
+            kind = json.loads(side.read_text()).get(field, "table")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+            raise LatencyTableError(f"{side} is not valid JSON: {exc}") from None
+    elif path.suffix == ".json":
+        raise LatencyTableError(f"latency model {path} does not exist")
+    if kind not in MODEL_KINDS:
+        raise LatencyTableError(f"{side}: unknown latency model kind {kind!r}; expected one of {sorted(MODEL_KINDS)}")
+    return MODEL_KINDS[kind](path, missing=missing)
+
+
+__all__ = ["EstimatedLatencyWarning", "LatencyTable", "LatencyTableError", "MissingOpsError", "MODEL_KINDS",
+           "load_latency_model", "register_model_kind"]

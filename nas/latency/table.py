@@ -1,0 +1,252 @@
+"""Latency lookup tables: one measured latency per op key, and the network prediction.
+
+On disk a table is two files side by side:
+
+* ``NAME.csv``: one row per op key. Columns: ``key``, every :class:`~nas.ops.OpInstance` field
+  (as :meth:`OpInstance.fields` writes them), then ``n, median, mean, std, p10, p90`` (ms) and
+  the optional ``spread`` and ``attempts`` of the measurement protocol.
+* ``NAME.json``: the provenance (device, CPU, runtime, protocol, date, git revision, input
+  shape, ...) and the composition terms that turn per-op medians into a network latency.
+
+A network's latency (ms) is predicted as::
+
+    overhead + offset + scale * sum_i (median_i - overhead)
+
+Every separately timed op paid one session call (``overhead``, measured with the same
+protocol); a network pays it once. ``scale`` and ``offset`` are systematic terms fitted on
+whole networks that were measured end to end (``nas latency calibrate``; 1 and 0 until
+then). See nas.latency.missing for the policies that estimate ops the table lacks.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import math
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from nas.latency.errors import LatencyTableError, MissingOpsError
+from nas.ops import OpInstance, op_from_fields
+from nas.spec import parse_shape
+
+FORMAT = "nas-latency-table"
+FORMAT_VERSION = 1
+KIND = "table"
+STAT_COLUMNS = ("n", "median", "mean", "std", "p10", "p90")
+OPTIONAL_COLUMNS = ("spread", "attempts")
+FIELD_COLUMNS = tuple(f.name for f in dataclasses.fields(OpInstance))
+MISSING_POLICIES = ("error", "nearest", "interpolate")
+REQUIRED_PROVENANCE = ("device", "cpu_model", "machine", "runtime", "runtime_version", "execution_provider",
+                       "threads", "batch", "dtype", "input", "date")
+
+
+@dataclasses.dataclass(frozen=True)
+class Composition:
+    """How op medians compose into a network latency (all ms): see the module docstring."""
+
+    overhead_ms: float = 0.0
+    scale: float = 1.0
+    offset_ms: float = 0.0
+    fitted: dict | None = None  # how scale/offset were fitted (networks, seeds, residuals)
+
+    def total(self, op_ms: Iterable[float]) -> float:
+        return self.overhead_ms + self.offset_ms + self.scale * sum(ms - self.overhead_ms for ms in op_ms)
+
+    def per_op(self, ms: float) -> float:
+        """An op's share of a network's latency (the breakdown's numbers)."""
+        return self.scale * (ms - self.overhead_ms)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str) -> Composition:
+        try:
+            values = {k: float(data[k]) for k in ("overhead_ms", "scale", "offset_ms") if k in data}
+        except (TypeError, ValueError):
+            raise LatencyTableError(f"{where}: composition terms must be numbers, got {data!r}") from None
+        if not all(math.isfinite(v) for v in values.values()) or values.get("scale", 1.0) <= 0:
+            raise LatencyTableError(f"{where}: composition terms must be finite with scale > 0, got {data!r}")
+        return cls(**values, fitted=data.get("fitted"))
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """The provenance file beside a table CSV: ``NAME.csv`` -> ``NAME.json``."""
+    return Path(path).with_suffix(".json")
+
+
+def keys_digest(keys: Iterable[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
+
+
+class LatencyTable:
+    """A per-op latency table with its provenance; predictions are pure.
+
+    ``entries`` maps op key -> stats dict (``n, median, mean, std, p10, p90`` in ms, and
+    optionally ``spread``, ``attempts``); ``ops`` maps op key -> OpInstance.
+    """
+
+    kind = KIND
+
+    def __init__(self, entries: dict[str, dict], ops: dict[str, OpInstance], provenance: dict,
+                 composition: Composition | None = None, missing: str = "error", path: str | None = None):
+        if missing not in MISSING_POLICIES:
+            raise ValueError(f"missing-op policy must be one of {list(MISSING_POLICIES)}, got {missing!r}")
+        self.entries = entries
+        self.ops = ops
+        self.provenance = provenance
+        self.composition = composition or Composition()
+        self.missing_policy = missing
+        self.path = path
+        self._estimator = None
+
+    # ---- basic queries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, op: OpInstance | str) -> bool:
+        return (op if isinstance(op, str) else op.key) in self.entries
+
+    @property
+    def input_shape(self) -> tuple[int, int, int] | None:
+        text = self.provenance.get("input")
+        return parse_shape(text) if text else None
+
+    def check_input(self, shape: Sequence[int]) -> None:
+        """Raise ValueError when the table was measured for another input shape (HxWxC)."""
+        measured = self.input_shape
+        if measured is not None and tuple(shape) != measured:
+            got = "x".join(map(str, shape))
+            raise ValueError(f"latency table {self.path or ''} was measured for input {self.provenance['input']}, "
+                             f"not {got}; profile one for {got} (nas latency profile --input {got} ...)")
+
+    def missing(self, ops: Iterable[OpInstance]) -> list[str]:
+        """Keys of ``ops`` the table lacks, in first-seen order."""
+        seen: dict[str, None] = {}
+        for op in ops:
+            if op.key not in self.entries:
+                seen.setdefault(op.key)
+        return list(seen)
+
+    def missing_error(self, keys: list[str], arch: str | None = None) -> MissingOpsError:
+        return MissingOpsError(keys, self.profile_command(arch), self.path)
+
+    def profile_command(self, arch: str | None = None) -> str:
+        """The command that measures the ops this table lacks (into this same file)."""
+        p = self.provenance
+        target = f"--arch {arch!r}" if arch else (
+            f"--space {p['spaces'][0]}" if p.get("spaces") else "--arch ARCH")
+        parts = ["nas latency profile", target, f"--input {p.get('input', 'HxWxC')}"]
+        if p.get("classes"):
+            parts.append(f"--classes {p['classes']}")
+        if p.get("threads", 1) != 1:
+            parts.append(f"--threads {p['threads']}")
+        if p.get("runtime") == "torch":
+            parts.append("--runtime torch")
+        parts.append(f"-o {self.path or 'TABLE.csv'}")
+        return " ".join(parts)
+
+    # ---- prediction
+
+    def op_ms(self, ops: Sequence[OpInstance], missing: str | None = None) -> tuple[list[float], list[str]]:
+        """Each op's measured median (ms) and the keys that were estimated (policy permitting)."""
+        policy = missing or self.missing_policy
+        out, estimated = [], []
+        for op in ops:
+            entry = self.entries.get(op.key)
+            if entry is not None:
+                out.append(entry["median"])
+                continue
+            if policy == "error":
+                raise self.missing_error(self.missing(ops))
+            out.append(self._estimate(op, policy))
+            estimated.append(op.key)
+        if estimated:
+            warnings.warn(f"latency of {len(estimated)} op(s) estimated by the {policy!r} policy "
+                          f"(not measured): {', '.join(estimated[:3])}{' ...' if len(estimated) > 3 else ''}",
+                          EstimatedLatencyWarning, stacklevel=3)
+        return out, estimated
+
+    def _estimate(self, op: OpInstance, policy: str) -> float:
+        if self._estimator is None:
+            from nas.latency.missing import Estimator
+
+            self._estimator = Estimator(self.entries, self.ops)
+        return self._estimator.estimate(op, policy)
+
+    def predict(self, ops: Sequence[OpInstance], missing: str | None = None) -> float:
+        """The network's latency in ms.
+
+        Raises:
+            MissingOpsError: an op is not in the table and the policy is ``error`` (the
+                message lists the missing keys and the command that profiles them).
+        """
+        ms, _ = self.op_ms(ops, missing)
+        return self.composition.total(ms)
+
+    def breakdown(self, ops: Sequence[OpInstance], missing: str | None = None) -> list[dict]:
+        """Per op: key, type, measured median, its share of the network (ms, overhead
+        removed and systematic scale applied) and whether it was estimated. The shares plus
+        ``overhead + offset`` add up to :meth:`predict`."""
+        ms, estimated = self.op_ms(ops, missing)
+        flagged = set(estimated)
+        return [{"index": i, "key": op.key, "type": op.type, "median_ms": m,
+                 "share_ms": self.composition.per_op(m), "estimated": op.key in flagged}
+                for i, (op, m) in enumerate(zip(ops, ms))]
+
+    # ---- building and saving
+
+    def with_entries(self, results: dict[str, dict], ops: dict[str, OpInstance]) -> LatencyTable:
+        """A copy with measured ``results`` added (or replaced)."""
+        return LatencyTable({**self.entries, **results}, {**self.ops, **ops}, dict(self.provenance),
+                            self.composition, self.missing_policy, self.path)
+
+    def save(self, path: str | Path) -> None:
+        """Write ``path`` (CSV) and its JSON sidecar, atomically each."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        keys = sorted(self.entries, key=lambda k: (self.ops[k].type, self.ops[k].input, k))
+        extra = [c for c in OPTIONAL_COLUMNS if any(c in self.entries[k] for k in keys)]
+        columns = ["key", *FIELD_COLUMNS, *STAT_COLUMNS, *extra]
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            for key in keys:
+                stats = {c: _format(self.entries[key].get(c, "")) for c in (*STAT_COLUMNS, *extra)}
+                writer.writerow({"key": key, **self.ops[key].fields(), **stats})
+        sidecar = {**self.provenance, "format": FORMAT, "format_version": FORMAT_VERSION, "kind": KIND,
+                   "rows": len(keys), "keys_sha256": keys_digest(keys), "composition": self.composition.as_dict()}
+        side_tmp = path.with_name(path.name + ".json.tmp")
+        side_tmp.write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
+        tmp.replace(path)
+        side_tmp.replace(sidecar_path(path))
+        self.path = str(path)
+
+    @classmethod
+    def from_file(cls, path: str | Path, missing: str = "error") -> LatencyTable:
+        """Load and check a table. Raises LatencyTableError (a ValueError) naming the file and
+        the problem when the CSV or its sidecar is missing, corrupt, truncated, holds NaN or
+        negative latencies, or when the two do not belong together."""
+        from nas.latency.tableio import read_table
+
+        entries, ops, provenance = read_table(Path(path))
+        composition = Composition.from_dict(provenance.get("composition", {}), str(sidecar_path(path)))
+        return cls(entries, ops, provenance, composition, missing, str(path))
+
+
+class EstimatedLatencyWarning(UserWarning):
+    """A prediction used estimated (not measured) op latencies."""
+
+
+def _format(value):
+    return f"{value:.6g}" if isinstance(value, float) else value
+
+
+def op_from_row(row: dict) -> OpInstance:
+    return op_from_fields({k: row[k] for k in FIELD_COLUMNS})

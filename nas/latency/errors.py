@@ -21,3 +21,7 @@ class MissingOpsError(ValueError):
             f"latency table {path or ''} has no entry for {len(self.keys)} op(s):\n  {shown}{more}\n"
             f"measure them with:\n  {command}\n"
             f"(or estimate them with the missing-op policy 'nearest' or 'interpolate')")
+
+
+class InputShapeError(ValueError):
+    """A latency model was measured for another input shape than the network's."""

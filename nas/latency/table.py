@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from nas.latency.errors import LatencyTableError, MissingOpsError
+from nas.latency.errors import InputShapeError, LatencyTableError, MissingOpsError
 from nas.ops import OpInstance, op_from_fields
 from nas.spec import parse_shape
 
@@ -122,7 +122,7 @@ class LatencyTable:
         measured = self.input_shape
         if measured is not None and tuple(shape) != measured:
             got = "x".join(map(str, shape))
-            raise ValueError(f"latency table {self.path or ''} was measured for input {self.provenance['input']}, "
+            raise InputShapeError(f"latency table {self.path or ''} was measured for input {self.provenance['input']}, "
                              f"not {got}; profile one for {got} (nas latency profile --input {got} ...)")
 
     def missing(self, ops: Iterable[OpInstance]) -> list[str]:

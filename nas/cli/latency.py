@@ -1,0 +1,195 @@
+"""``nas latency profile|bundle|import|predict|validate|compose``: latency tables from the
+command line (thin: parsing and printing over nas.latency)."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import warnings
+from pathlib import Path
+
+from nas.cli import UserError
+from nas.cli.arch import positive_int, shape_arg
+from nas.latency.errors import InputShapeError, LatencyTableError, MissingOpsError
+from nas.latency.table import EstimatedLatencyWarning
+from nas.space import FASHION_MNIST
+
+
+def latency_group(subparsers):
+    """The ``latency`` command group's sub-parsers, created by whichever module comes first
+    (nas.cli.calibrate adds ``calibrate`` to the same group)."""
+    latency = subparsers.choices.get("latency")
+    if latency is None:
+        latency = subparsers.add_parser("latency", help="latency tables: profile, bundle, import, predict, validate")
+        group = latency.add_subparsers(dest="latency_command", metavar="COMMAND")
+        group.required = True
+        return group
+    return next(a for a in latency._actions if isinstance(a, argparse._SubParsersAction))
+
+
+def user_errors(handler):
+    """Latency errors are bad input: shown as ``error: ...`` (exit 2), without a traceback."""
+
+    @functools.wraps(handler)
+    def wrapped(args):
+        try:
+            return handler(args)
+        except (LatencyTableError, MissingOpsError, InputShapeError) as exc:
+            raise UserError(str(exc)) from None
+
+    return wrapped
+
+
+def _protocol_args(p) -> None:
+    p.add_argument("--threads", type=positive_int, default=1, help="intra-op threads (default 1)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed calls per model before timing (default 10)")
+    p.add_argument("--repeats", type=positive_int, default=60, help="timed calls per model (default 60)")
+    p.add_argument("--rounds", type=positive_int, default=6, help="interleaved rounds the repeats are split into")
+    p.add_argument("--cpu", type=int, default=-1, help="index of the allowed CPU to pin to (-1: the last)")
+    p.add_argument("--device", help="device name for the provenance (default: host name)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _space_args(p, required: bool = True) -> None:
+    p.add_argument("--space", required=required, help="search space (see `nas spaces`)")
+    p.add_argument("--input", type=shape_arg, default=FASHION_MNIST, help="input shape HxWxC (default 28x28x1)")
+    p.add_argument("--classes", type=positive_int, default=None, help="classes (default 10, or 1000 from 64 px)")
+
+
+def register(subparsers) -> None:
+    group = latency_group(subparsers)
+    p = group.add_parser("profile", help="measure every op of a space (or of given archs) into a table")
+    _space_args(p, required=False)
+    p.add_argument("--arch", action="append", default=[], help="profile this arch's ops (repeatable)")
+    p.add_argument("--runtime", choices=("onnxruntime", "torch"), default="onnxruntime")
+    p.add_argument("-o", "--output", required=True, help="table CSV (resumed if it exists)")
+    p.add_argument("--limit", type=positive_int, help="measure at most this many ops now (resume later)")
+    p.add_argument("--max-minutes", type=float, help="stop after about this long (resume later)")
+    p.add_argument("--chunk", type=positive_int, default=32, help="ops measured together between saves")
+    _protocol_args(p)
+    p.set_defaults(handler=user_errors(cmd_profile))
+
+    p = group.add_parser("bundle", help="write a space's ops as ONNX models + manifest (zip) for runner.py")
+    _space_args(p, required=False)
+    p.add_argument("--arch", action="append", default=[], help="bundle this arch's ops (repeatable)")
+    p.add_argument("-o", "--output", required=True, help="zip to write")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=user_errors(cmd_bundle))
+
+    p = group.add_parser("import", help="turn a runner CSV or a public ARM table into a latency table")
+    p.add_argument("file", help="runner CSV, ProxylessNAS mobile_trim.yaml or OFA *_lookup_table.yaml")
+    p.add_argument("--format", choices=("runner", "proxylessnas", "ofa"), default="runner")
+    p.add_argument("-o", "--output", required=True, help="table CSV to write (its .json beside it)")
+    p.set_defaults(handler=user_errors(cmd_import))
+
+    p = group.add_parser("predict", help="predict an architecture's latency from a table")
+    p.add_argument("arch", help="reference name, spec JSON file or spec string")
+    p.add_argument("--table", required=True)
+    p.add_argument("--missing", choices=("error", "nearest", "interpolate"), default="error",
+                   help="what to do with ops the table lacks (default: error)")
+    p.add_argument("--json", action="store_true", help="JSON with the per-op breakdown")
+    p.set_defaults(handler=user_errors(cmd_predict))
+
+    from nas.cli.latency_validate import register_validate
+
+    register_validate(group, _space_args, _protocol_args)
+
+
+def _classes(args) -> int:
+    return args.classes or (10 if min(args.input[:2]) < 64 else 1000)
+
+
+def _collect_ops(args) -> tuple[set, list[str]]:
+    """The ops to profile/bundle: a space's reachable ops and/or given archs' ops."""
+    from nas.archs import load_arch
+    from nas.ops import resolve
+    from nas.space import get_space
+
+    if not args.space and not args.arch:
+        raise UserError("give --space S (every op the space can reach) or --arch ARCH (repeatable)")
+    ops, spaces = set(), []
+    if args.space:
+        ops |= get_space(args.space, args.input, _classes(args)).reachable_ops()
+        spaces.append(args.space)
+    for text in args.arch:
+        ops |= set(resolve(load_arch(text, args.input, args.classes)))
+    return ops, spaces
+
+
+def _protocol(args):
+    from nas.latency.runner import Protocol
+
+    try:
+        return Protocol(args.warmup, args.repeats, args.rounds, threads=args.threads, cpu=args.cpu)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def cmd_profile(args) -> int:
+    from nas.latency.profile import profile, table_provenance
+
+    ops, spaces = _collect_ops(args)
+    protocol = _protocol(args)
+    provenance = table_provenance(protocol, args.runtime, args.input, _classes(args), spaces, args.device)
+    max_seconds = args.max_minutes * 60 if args.max_minutes else None
+    table, measured, left = profile(ops, args.output, provenance, protocol, args.runtime, args.chunk,
+                                    args.limit, max_seconds, progress=not args.no_progress)
+    print(f"measured {measured} ops; {args.output} holds {len(table)} entries"
+          + (f"; {left} still missing: run the same command again to resume" if left else "; complete"))
+    return 0
+
+
+def cmd_bundle(args) -> int:
+    from nas.latency.bundle import write_bundle
+    from nas.latency.profile import git_revision
+
+    ops, spaces = _collect_ops(args)
+    provenance = {"input": "x".join(map(str, args.input)), "classes": _classes(args), "spaces": spaces,
+                  "archs": args.arch, "git_revision": git_revision()}
+    n = write_bundle(ops, args.output, provenance, progress=not args.no_progress)
+    print(f"wrote {n} ops to {args.output}; on the device: python runner.py {Path(args.output).name} -o device.csv")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from nas.latency.importers import import_table
+
+    table = import_table(args.file, args.format)
+    table.save(args.output)
+    print(f"imported {len(table)} entries ({args.format}) -> {args.output}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from nas.archs import load_arch
+    from nas.latency import load_latency_model
+    from nas.ops import resolve
+
+    model = load_latency_model(args.table, missing=args.missing)
+    provenance = getattr(model, "provenance", {})
+    shape = tuple(int(v) for v in provenance["input"].split("x")) if provenance.get("input") else None
+    from nas.space import list_references
+
+    reference = args.arch in list_references()  # built for the table's input; files carry their own
+    spec = load_arch(args.arch, shape if reference else None, provenance.get("classes") if reference else None)
+    ops = resolve(spec)
+    model.check_input(spec.input)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", EstimatedLatencyWarning)  # said below, once
+            total = model.predict(ops)
+            rows = model.breakdown(ops)
+    except MissingOpsError as exc:
+        raise UserError(str(model.missing_error(exc.keys, args.arch))) from None
+    estimated = [r["key"] for r in rows if r.get("estimated")] if isinstance(rows, list) else []
+    if args.json:
+        print(json.dumps({"arch_id": spec.arch_id, "latency_ms": total, "table": args.table,
+                          "missing_policy": args.missing, "estimated_ops": estimated, "ops": rows,
+                          "overhead_ms": getattr(getattr(model, "composition", None), "overhead_ms", None)},
+                         indent=2))
+        return 0
+    print(f"{total:.4f} ms  ({spec.arch_id}, table {args.table})")
+    if estimated:
+        print(f"note: {len(estimated)} of {len(ops)} ops were estimated by the {args.missing!r} policy, not measured")
+    return 0

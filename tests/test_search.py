@@ -196,3 +196,38 @@ def test_passwords_never_reach_the_run_folder(tmp_path):
     assert "s3cret" not in str(public_config(config))
     write_config_copy(config, tmp_path / "copy")
     assert "s3cret" not in (tmp_path / "copy" / "config.yaml").read_text()
+
+
+def test_systematic_evaluation_errors_end_the_search(tmp_path):
+    class Broken(FakeEvaluator):
+        def evaluate(self, spec):
+            self.calls.append(spec.arch_id)
+            raise OSError("No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        run(make_config(tmp_path, trials=10), evaluator=Broken())
+    study = open_run(tmp_path / "run")
+    failed = [t for t in study.get_trials() if t.state.name == "FAIL"]
+    assert len(failed) == 3 and "No space left on device" in failed[0].user_attrs["reason"]
+
+
+def test_missing_dataset_fails_before_the_first_trial(tmp_path):
+    config = make_config(tmp_path, dataset={"name": "fashion-mnist", "path": str(tmp_path / "nope")},
+                         evaluator={"kind": "train", "options": {"epochs": 1}})
+    with pytest.raises(FileNotFoundError, match="fashion-mnist not found"):
+        run_experiment(config, progress=False, latency_model=FakeLatency())
+    assert not (tmp_path / "run" / "study.db").exists()
+
+
+def test_corrupt_dataset_fails_before_the_first_trial(tmp_path):
+    from nas.data import DataError
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        (folder / name).write_bytes(b"\x00\x00\x08\x03garbage")
+    config = make_config(tmp_path, dataset={"name": "fashion-mnist", "path": str(folder)},
+                         evaluator={"kind": "train", "options": {"epochs": 1}})
+    with pytest.raises(DataError):
+        run_experiment(config, progress=False, latency_model=FakeLatency())

@@ -19,6 +19,12 @@ class UserError(Exception):
     """Bad input from the user: printed as ``error: ...`` without a traceback."""
 
 
+def is_domain_error(exc: BaseException) -> bool:
+    """Errors defined in this package (ConfigError, DataError, LatencyTableError, ...) describe
+    bad input and carry a message for the user; anything else is a bug."""
+    return type(exc).__module__.split(".")[0] == "nas"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nas", description="Hardware-aware neural architecture search.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -34,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args) or 0
     except (UserError, SpecError, FileNotFoundError, PermissionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, RuntimeError) as exc:
+        if not is_domain_error(exc):
+            raise  # a bug: keep the traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -25,6 +25,10 @@ from nas.search.study import Heartbeat, completed_trials
 from nas.space import SearchSpace
 from nas.spec import ArchSpec
 
+# Evaluations that raise (not a diverged training, which is a result) are recorded as failed
+# trials; this many in a row means something systematic (data gone, disk full) and ends the run.
+MAX_CONSECUTIVE_ERRORS = 3
+
 
 class LatencyModel(Protocol):
     def predict(self, ops: tuple[OpInstance, ...]) -> float: ...
@@ -77,6 +81,7 @@ class Controller:
         self.trials, self.timeout_s, self.progress = trials, timeout_s, progress
         self.log = log or (lambda message: tqdm.write(message))
         self.choices = space.parameters()
+        self.consecutive_errors = 0
 
     # ---- measuring
 
@@ -198,13 +203,17 @@ class Controller:
                 trial.set_user_attr("interrupted", True)
                 self.study.tell(trial, state=TrialState.FAIL)
                 raise
-            except Exception as exc:  # a failed evaluation must not end the search
+            except Exception as exc:  # one failed evaluation must not end the search...
                 trial.set_user_attr("status", "error")
                 trial.set_user_attr("reason", f"{type(exc).__name__}: {exc}"[:500])
                 self.study.tell(trial, state=TrialState.FAIL)
                 self.log(f"trial {trial.number}: evaluation failed: {type(exc).__name__}: {exc}")
                 summary.failed += 1
+                self.consecutive_errors += 1
+                if self.consecutive_errors >= MAX_CONSECUTIVE_ERRORS:  # ...but a systematic one must
+                    raise
                 return
+        self.consecutive_errors = 0
         eval_s = time.perf_counter() - t_eval
         t1 = time.perf_counter()
         # one attribute for all metrics: every attribute is a storage round trip

@@ -154,6 +154,9 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True, storage_u
 
     preflight(config, check_table=latency_model is None)
     evaluator = evaluator or make_experiment_evaluator(config)
+    source = getattr(evaluator, "source", None)
+    if source is not None:
+        source.load()  # a missing or corrupt dataset fails now, not in every trial
     input_shape, classes = evaluator_input(evaluator, config)
     space = build_space(config, input_shape, classes)
     latency_model = latency_model or load_latency_model(config, space)

@@ -161,3 +161,26 @@ def test_onnx_export_folds_and_checks(tmp_path):
     assert onnx.load(str(tmp_path / "m.onnx")).graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1
     dynamic = export_onnx(build_op(op), op.input, dynamic_batch=True)
     assert dynamic.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+
+
+def test_preempted_calls_are_timed_again():
+    class AlwaysPreempted:
+        def __init__(self):
+            self.value, self.discarded = 0, 0
+
+        def wait_ns(self):
+            self.value += 1
+            return self.value
+
+    class NeverPreempted(AlwaysPreempted):
+        def wait_ns(self):
+            return 0
+
+    guard = AlwaysPreempted()
+    samples = runner.time_calls(lambda: None, 5, guard)
+    assert guard.discarded == 19 and len(samples) == 1  # gives up after 4x the count, keeps the last
+    quiet = NeverPreempted()
+    assert len(runner.time_calls(lambda: None, 5, quiet)) == 5 and quiet.discarded == 0
+    real = runner.PreemptionGuard()
+    assert real.wait_ns() >= 0
+    real.close()

@@ -149,14 +149,47 @@ def bound_call(session, seed: int = 0):
     return call
 
 
-def time_calls(call, count: int) -> list:
-    """Milliseconds of each of ``count`` calls of ``call()``."""
+class PreemptionGuard:
+    """Tells whether the calling thread waited on the run queue (was preempted by another
+    process) between two readings, from Linux's ``/proc/thread-self/schedstat`` (its second
+    field: nanoseconds spent runnable but not running). A timed call during which that grew
+    did not measure the model alone; it is discarded and timed again. Where the file does not
+    exist (other systems), nothing is discarded."""
+
+    def __init__(self):
+        try:
+            self._fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+        except OSError:
+            self._fd = None
+        self.discarded = 0
+
+    def wait_ns(self) -> int:
+        if self._fd is None:
+            return 0
+        return int(os.pread(self._fd, 96, 0).split()[1])
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def time_calls(call, count: int, guard: PreemptionGuard | None = None) -> list:
+    """Milliseconds of each of ``count`` calls of ``call()``; with a ``guard``, calls during
+    which this thread was preempted are timed again (at most ``4 * count`` tries)."""
     clock = time.perf_counter_ns
     samples = []
-    for _ in range(count):
+    tries = 0
+    while len(samples) < count and tries < 4 * count:
+        tries += 1
+        waited = guard.wait_ns() if guard else 0
         start = clock()
         call()
-        samples.append((clock() - start) * 1e-6)
+        elapsed = clock() - start
+        if guard and guard.wait_ns() != waited and tries < 4 * count:
+            guard.discarded += 1
+            continue
+        samples.append(elapsed * 1e-6)
     return samples
 
 
@@ -167,7 +200,7 @@ def summarize(samples) -> dict:
             "p10": float(np.percentile(a, 10)), "p90": float(np.percentile(a, 90))}
 
 
-def _rounds(calls: dict, protocol: Protocol, rng: random.Random) -> dict:
+def _rounds(calls: dict, protocol: Protocol, rng: random.Random, guard: PreemptionGuard) -> dict:
     """Interleaved timing: per model, the samples of each round."""
     per_round = max(1, math.ceil(protocol.repeats / protocol.rounds))
     keys = list(calls)
@@ -175,7 +208,7 @@ def _rounds(calls: dict, protocol: Protocol, rng: random.Random) -> dict:
     for _ in range(protocol.rounds):
         rng.shuffle(keys)
         for k in keys:
-            samples[k].append(time_calls(calls[k], per_round))
+            samples[k].append(time_calls(calls[k], per_round, guard))
     return samples
 
 
@@ -185,21 +218,40 @@ def _spread(rounds: list) -> float:
     return (max(medians) - min(medians)) / overall if overall > 0 else 0.0
 
 
-def measure(calls: dict, protocol: Protocol, on_done=None) -> dict:
+def measure(calls: dict, protocol: Protocol, on_done=None, guard: PreemptionGuard | None = None) -> dict:
     """Measure every zero-argument callable of ``calls`` under ``protocol``.
 
     Returns ``{key: summary}`` (see :func:`summarize`) with ``attempts`` and ``spread`` (the
     relative disagreement of the round medians) added. ``on_done(key)`` is called once per
-    key when its measurement is final.
+    key when its measurement is final. Pass a ``guard`` to read how many preempted calls
+    were discarded (``guard.discarded``).
     """
     rng = random.Random(protocol.seed)
     for call in calls.values():
         for _ in range(protocol.warmup):
             call()
-    best = {}
+    own = guard is None
+    guard = guard or PreemptionGuard()
+    try:
+        best, pending = _attempts(calls, protocol, rng, guard, on_done)
+    finally:
+        if own:
+            guard.close()
+    for key in pending:
+        if on_done:
+            on_done(key)
+    results = {}
+    for key, (rounds, spread, attempt) in best.items():
+        results[key] = {**summarize([s for r in rounds for s in r]), "attempts": attempt, "spread": spread}
+    return results
+
+
+def _attempts(calls: dict, protocol: Protocol, rng: random.Random, guard: PreemptionGuard, on_done) -> tuple:
+    """Measure, then measure again the models whose rounds disagree; (best per key, unsteady keys)."""
+    best: dict = {}
     pending = dict(calls)
     for attempt in range(1, protocol.retries + 2):
-        measured = _rounds(pending, protocol, rng)
+        measured = _rounds(pending, protocol, rng, guard)
         for key, rounds in measured.items():
             spread = _spread(rounds)
             if key not in best or spread < best[key][1]:
@@ -210,13 +262,7 @@ def measure(calls: dict, protocol: Protocol, on_done=None) -> dict:
                 on_done(key)
         if not pending:
             break
-    for key in pending:
-        if on_done:
-            on_done(key)
-    results = {}
-    for key, (rounds, spread, attempt) in best.items():
-        results[key] = {**summarize([s for r in rounds for s in r]), "attempts": attempt, "spread": spread}
-    return results
+    return best, pending
 
 
 # A one-element float model (input -> Relu -> output, opset 17): timing it gives the fixed

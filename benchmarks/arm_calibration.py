@@ -73,12 +73,54 @@ def run_device(networks, y, ks, seeds) -> dict:
     return out
 
 
+def _forced(train_nets, y, config, lam, delta=None, constant_rule=True):
+    """A calibrated model with a fixed feature config (no selection): for the ablation."""
+    from nas.latency import calibrate as cal
+
+    nets, fit_y, const_ms, _ = cal._split_constant(list(train_nets), np.asarray(y, float))
+    if not constant_rule:
+        nets, fit_y, const_ms = list(train_nets), np.asarray(y, float), None
+    names, X = cal._design(cal.Featurizer(config, None), nets)
+    saved, cal.HUBER_DELTA = cal.HUBER_DELTA, delta or cal.HUBER_DELTA
+    try:
+        theta = cal._fit_matrix(names, X, fit_y, lam, config)
+    finally:
+        cal.HUBER_DELTA = saved
+    return cal.CalibratedLatencyModel(config, names, theta, const_ms=const_ms)
+
+
+def ablation(networks, y, k, seeds) -> dict:
+    """What each modelling choice buys at one K: every variant fitted on the same networks."""
+    from nas.latency.calibrate import Config
+
+    ctx = Config(("context",), ("dead", "zero_sum"))
+    variants = {
+        "additive_least_squares": lambda n, t: fit_additive(n, t),
+        "base_features_huber": lambda n, t: _forced(n, t, Config(), 1e-6),
+        "plus_dead_code_context": lambda n, t: _forced(n, t, Config(("context",), ("dead",)), 1e-6),
+        "plus_zero_sum_context": lambda n, t: _forced(n, t, ctx, 1e-6),
+        "same_least_squares_not_huber": lambda n, t: _forced(n, t, ctx, 1e-6, delta=1e6),
+        "same_without_constant_rule": lambda n, t: _forced(n, t, ctx, 1e-6, constant_rule=False),
+        "cv_selected (the shipped method)": lambda n, t: calibrate(n, t, seed=0),
+    }
+    runs: dict[str, list] = {name: [] for name in variants}
+    for seed in range(seeds):
+        order = np.random.default_rng(seed).permutation(len(y))
+        train, test = order[:k], order[k:]
+        train_nets, test_nets = [networks[i] for i in train], [networks[i] for i in test]
+        for name, fit in variants.items():
+            runs[name].append(metrics(fit(train_nets, y[train]).predict_many(test_nets), y[test]))
+    return {name: {m: v["mean"] for m, v in summarise(r).items()} for name, r in runs.items()}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="the ARM data folder or the NAS-Bench-201 CSV")
     parser.add_argument("--k", type=int, nargs="+", default=[20, 50, 100, 500])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--devices", nargs="+", default=list(DEVICES), choices=DEVICES)
+    parser.add_argument("--ablation", type=int, metavar="K",
+                        help="instead: what each modelling choice buys, at this K")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     frame, networks = load(args.data)
@@ -86,7 +128,12 @@ def main(argv=None) -> int:
               "seeds": args.seeds, "evaluated_on": "all networks not used for fitting",
               "machine": platform.machine(), "devices": {}}
     for device in args.devices:
-        result["devices"][device] = run_device(networks, frame[device].to_numpy(float), args.k, args.seeds)
+        y = frame[device].to_numpy(float)
+        if args.ablation:
+            table = ablation(networks, y, args.ablation, args.seeds)
+            result["devices"][device] = {f"ablation K={args.ablation}": table}
+        else:
+            result["devices"][device] = run_device(networks, y, args.k, args.seeds)
     result["seconds"] = round(time.perf_counter() - start, 1)
     print(json.dumps(result, indent=1))
     return 0

@@ -64,3 +64,17 @@ def test_validate_then_compose_then_baseline_on_the_same_networks(small_table, t
     assert reloaded.composition.scale == pytest.approx(comp.scale)
     _, how = flops_baseline(reloaded, [1, 2], [1.0, 2.0])
     assert "composition networks" in how
+
+
+def test_compose_keeps_the_weight_term_only_when_it_helps(small_table):
+    from nas.latency.table import Composition, weight_mb
+
+    table, space = small_table
+    table.composition = Composition(overhead_ms=table.composition.overhead_ms)
+    nets = [ops for seed in (0, 100_000) for _, _, ops in sample_networks(space, 4, seed)]
+    plain = [table.predict(ops) for ops in nets]
+    with_weights = [p * 1.1 + 40.0 * weight_mb(ops) for p, ops in zip(plain, nets)]
+    comp = fit_composition(table, nets, with_weights, {})
+    assert comp.fitted["terms"] == "scale+offset+per_mb" and comp.per_mb_ms == pytest.approx(40.0, rel=1e-3)
+    comp = fit_composition(table, nets, [p * 1.1 for p in plain], {})
+    assert comp.scale == pytest.approx(1.1, rel=1e-3)

@@ -90,7 +90,8 @@ def cmd_compose(args) -> int:
     table.composition = fit_composition(table, ops_list, measured, record)
     table.save(args.table)
     fit = table.composition.fitted
-    print(f"fitted on {args.n} networks: scale {table.composition.scale:.4f}, offset "
-          f"{table.composition.offset_ms:.4f} ms (overhead {table.composition.overhead_ms:.4f} ms); within 10%: "
+    c = table.composition
+    print(f"fitted on {args.n} networks ({fit['terms']}): scale {c.scale:.4f}, offset {c.offset_ms:.4f} ms, "
+          f"{c.per_mb_ms:.4f} ms per weight MB (overhead {c.overhead_ms:.4f} ms); within 10%: "
           f"{fit['before']['within_10pct']:.0%} -> {fit['after']['within_10pct']:.0%} on these networks")
     return 0

@@ -10,18 +10,20 @@ On disk a table is two files side by side:
 
 A network's latency (ms) is predicted as::
 
-    overhead + offset + scale * sum_i (median_i - overhead)
+    overhead + offset + scale * sum_i (median_i - overhead) + per_mb * sum_i weight_MB_i
 
 Every separately timed op paid one session call (``overhead``, measured with the same
-protocol); a network pays it once. ``scale`` and ``offset`` are systematic terms fitted on
-whole networks that were measured end to end (``nas latency calibrate``; 1 and 0 until
-then). See nas.latency.missing for the policies that estimate ops the table lacks.
+protocol); a network pays it once. ``scale``, ``offset`` and ``per_mb`` (the cost of
+streaming a network's float32 weights, which an op timed in a loop finds in cache) are
+systematic terms fitted on whole networks measured end to end (``nas latency compose``;
+1, 0 and 0 until then). See nas.latency.missing for the policies that estimate ops the table lacks.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -30,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from nas.latency.errors import InputShapeError, LatencyTableError, MissingOpsError
-from nas.ops import OpInstance, op_from_fields
+from nas.ops import OpInstance, op_from_fields, op_params
 from nas.spec import parse_shape
 
 FORMAT = "nas-latency-table"
@@ -51,14 +53,16 @@ class Composition:
     overhead_ms: float = 0.0
     scale: float = 1.0
     offset_ms: float = 0.0
-    fitted: dict | None = None  # how scale/offset were fitted (networks, seeds, residuals)
+    per_mb_ms: float = 0.0
+    fitted: dict | None = None  # how the terms were fitted (networks, seeds, data, errors)
 
-    def total(self, op_ms: Iterable[float]) -> float:
-        return self.overhead_ms + self.offset_ms + self.scale * sum(ms - self.overhead_ms for ms in op_ms)
+    def total(self, op_ms: Iterable[float], weight_mb: float = 0.0) -> float:
+        return (self.overhead_ms + self.offset_ms + self.scale * sum(ms - self.overhead_ms for ms in op_ms)
+                + self.per_mb_ms * weight_mb)
 
-    def per_op(self, ms: float) -> float:
+    def per_op(self, ms: float, weight_mb: float = 0.0) -> float:
         """An op's share of a network's latency (the breakdown's numbers)."""
-        return self.scale * (ms - self.overhead_ms)
+        return self.scale * (ms - self.overhead_ms) + self.per_mb_ms * weight_mb
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -66,7 +70,7 @@ class Composition:
     @classmethod
     def from_dict(cls, data: dict, where: str) -> Composition:
         try:
-            values = {k: float(data[k]) for k in ("overhead_ms", "scale", "offset_ms") if k in data}
+            values = {k: float(data[k]) for k in ("overhead_ms", "scale", "offset_ms", "per_mb_ms") if k in data}
         except (TypeError, ValueError):
             raise LatencyTableError(f"{where}: composition terms must be numbers, got {data!r}") from None
         if not all(math.isfinite(v) for v in values.values()) or values.get("scale", 1.0) <= 0:
@@ -187,14 +191,15 @@ class LatencyTable:
             MissingOpsError: an op is not in the table and the policy is ``error`` (the
                 message lists the missing keys and the command that profiles them).
         """
+        c = self.composition
         medians = self._medians
         try:  # the fast path (the search calls this for every trial): every op measured
             total = sum([medians[op.key] for op in ops])
         except KeyError:
             ms, _ = self.op_ms(ops, missing)
-            return self.composition.total(ms)
-        c = self.composition
-        return c.overhead_ms + c.offset_ms + c.scale * (total - len(ops) * c.overhead_ms)
+            return c.total(ms, weight_mb(ops) if c.per_mb_ms else 0.0)
+        extra = c.per_mb_ms * weight_mb(ops) if c.per_mb_ms else 0.0
+        return c.overhead_ms + c.offset_ms + c.scale * (total - len(ops) * c.overhead_ms) + extra
 
     @property
     def _medians(self) -> dict[str, float]:
@@ -209,7 +214,7 @@ class LatencyTable:
         ms, estimated = self.op_ms(ops, missing)
         flagged = set(estimated)
         return [{"index": i, "key": op.key, "type": op.type, "median_ms": m,
-                 "share_ms": self.composition.per_op(m), "estimated": op.key in flagged}
+                 "share_ms": self.composition.per_op(m, weight_mb([op])), "estimated": op.key in flagged}
                 for i, (op, m) in enumerate(zip(ops, ms))]
 
     # ---- building and saving
@@ -259,6 +264,16 @@ class EstimatedLatencyWarning(UserWarning):
 
 def _format(value):
     return f"{value:.6g}" if isinstance(value, float) else value
+
+
+def weight_mb(ops: Iterable[OpInstance]) -> float:
+    """Float32 weight megabytes of ``ops`` (BN folded: a conv's BN becomes its bias)."""
+    return sum(_op_mb(op) for op in ops)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _op_mb(op: OpInstance) -> float:
+    return op_params(op) * 4e-6
 
 
 def op_from_row(row: dict) -> OpInstance:

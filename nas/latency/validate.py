@@ -12,6 +12,7 @@ Figures: share of networks within +/-5% and +/-10%, MAPE, Kendall tau, Spearman 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import random
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ import numpy as np
 from scipy import stats as sstats
 
 from nas.latency import runner
-from nas.latency.table import Composition, LatencyTable
+from nas.latency.table import Composition, LatencyTable, weight_mb
 from nas.ops import OpInstance, count_macs, resolve
 
 COMPOSE_SEED = 100_000  # composition networks are drawn from here on, validation from 0
@@ -86,24 +87,49 @@ def fit_linear(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
     return float(a), float(b)
 
 
+def _fit_relative(design: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Coefficients minimising the squared relative error of ``design @ coef`` against ``y``."""
+    coef, *_ = np.linalg.lstsq(design / y[:, None], np.ones_like(y), rcond=None)
+    return coef
+
+
+def _loo_mape(design: np.ndarray, y: np.ndarray) -> float:
+    """Leave-one-out mean absolute relative error of a relative least-squares fit."""
+    errors = []
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        coef = _fit_relative(design[keep], y[keep])
+        errors.append(abs(design[i] @ coef / y[i] - 1))
+    return float(np.mean(errors))
+
+
 def fit_composition(table: LatencyTable, networks: Sequence[Sequence[OpInstance]], measured: Sequence[float],
                     record: dict) -> Composition:
     """The table's systematic terms fitted on whole networks measured end to end:
-    ``measured - overhead ~= scale * sum(median - overhead) + offset``. ``record`` (space,
-    seeds, protocol) is stored with the fit, with the data, so the FLOPs baseline can be
-    fitted on exactly the same networks."""
+    ``measured - overhead ~= scale * sum(median - overhead) + offset [+ per_mb * weight MB]``.
+
+    The weight term is kept only if it lowers the leave-one-out error on these networks.
+    ``record`` (space, seeds, protocol) is stored with the fit and its data, so the FLOPs
+    baseline can be fitted on exactly the same networks."""
     ov = table.composition.overhead_ms
-    sums = [sum(table.entries[op.key]["median"] - ov for op in ops) for ops in networks]
-    scale, offset = fit_linear(sums, [m - ov for m in measured])
-    base = Composition(overhead_ms=ov)
-    fitted = Composition(overhead_ms=ov, scale=scale, offset_ms=offset)
-    macs = [count_macs(ops) for ops in networks]
-    before = metrics([base.total([s + ov]) for s in sums], measured)
-    after = metrics([fitted.total([s + ov]) for s in sums], measured)
+    sums = np.array([sum(table.entries[op.key]["median"] - ov for op in ops) for ops in networks])
+    mbs = np.array([weight_mb(ops) for ops in networks])
+    y = np.asarray(measured, float) - ov
+    plain = np.stack([sums, np.ones_like(sums)], axis=1)
+    weighted = np.stack([sums, np.ones_like(sums), mbs], axis=1)
+    loo = {"scale+offset": _loo_mape(plain, y), "scale+offset+per_mb": _loo_mape(weighted, y)}
+    use_mb = loo["scale+offset+per_mb"] < loo["scale+offset"]
+    coef = _fit_relative(weighted if use_mb else plain, y)
+    fitted = Composition(overhead_ms=ov, scale=float(coef[0]), offset_ms=float(coef[1]),
+                         per_mb_ms=float(coef[2]) if use_mb else 0.0)
+    before = metrics([Composition(overhead_ms=ov).total([s + ov]) for s in sums], measured)
+    after = metrics([fitted.total([s + ov], mb) for s, mb in zip(sums, mbs)], measured)
     fit = {**record, "networks": len(networks), "measured_ms": [round(float(m), 6) for m in measured],
-           "sum_ms": [round(float(s), 6) for s in sums], "macs": macs, "before": before, "after": after,
+           "sum_ms": [round(float(v), 6) for v in sums], "weight_mb": [round(float(v), 6) for v in mbs],
+           "macs": [count_macs(ops) for ops in networks], "loo_mape": loo,
+           "terms": "scale+offset+per_mb" if use_mb else "scale+offset", "before": before, "after": after,
            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
-    return Composition(overhead_ms=ov, scale=scale, offset_ms=offset, fitted=fit)
+    return dataclasses.replace(fitted, fitted=fit)
 
 
 def flops_baseline(table: LatencyTable, macs: Sequence[int], measured: Sequence[float]) -> tuple[list, str]:

@@ -47,6 +47,8 @@ def _protocol_args(p) -> None:
     p.add_argument("--repeats", type=positive_int, default=60, help="timed calls per model (default 60)")
     p.add_argument("--rounds", type=positive_int, default=6, help="interleaved rounds the repeats are split into")
     p.add_argument("--cpu", type=int, default=-1, help="index of the allowed CPU to pin to (-1: the last)")
+    p.add_argument("--optimization", choices=("basic", "extended", "all"), default=None,
+                   help="ONNX Runtime graph optimisation level (default extended; validate/compose: the table's)")
     p.add_argument("--device", help="device name for the provenance (default: host name)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -117,11 +119,12 @@ def _collect_ops(args) -> tuple[set, list[str]]:
     return ops, spaces
 
 
-def _protocol(args):
+def _protocol(args, optimization: str | None = None):
     from nas.latency.runner import Protocol
 
     try:
-        return Protocol(args.warmup, args.repeats, args.rounds, threads=args.threads, cpu=args.cpu)
+        return Protocol(args.warmup, args.repeats, args.rounds, threads=args.threads, cpu=args.cpu,
+                        optimization=optimization or args.optimization or "extended")
     except ValueError as exc:
         raise UserError(str(exc)) from None
 

@@ -51,7 +51,11 @@ def _setup(args):
     missing = sorted({k for op in space.reachable_ops() for k in [op.key] if k not in table.entries})
     if missing:
         raise UserError(str(table.missing_error(missing)))
-    return table, space, _protocol(args), runtime
+    optimization = table.provenance.get("graph_optimization", "all")  # tables before the field: "all"
+    if args.optimization and args.optimization != optimization:
+        raise UserError(f"the table was measured with graph optimisation {optimization!r}, not "
+                        f"{args.optimization!r}: networks must be measured the same way")
+    return table, space, _protocol(args, optimization), runtime
 
 
 def cmd_validate(args) -> int:

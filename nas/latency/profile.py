@@ -22,8 +22,8 @@ from nas.ops import OpInstance
 
 RUNTIMES = ("onnxruntime", "torch")
 # Provenance fields that must agree for measurements to share a table.
-COMPATIBLE = ("runtime", "runtime_version", "execution_provider", "threads", "batch", "dtype", "input",
-              "machine", "cpu_model", "opset")
+COMPATIBLE = ("runtime", "runtime_version", "execution_provider", "threads", "graph_optimization", "batch", "dtype",
+              "input", "machine", "cpu_model", "opset")
 
 
 def git_revision(root: Path | None = None) -> str:
@@ -70,7 +70,7 @@ def onnx_call(op: OpInstance, protocol: runner.Protocol):
     from nas.onnx_export import export_ops
 
     model = export_ops([op]).SerializeToString()
-    return runner.bound_call(runner.make_session(model, protocol.threads))
+    return runner.bound_call(runner.make_session(model, protocol.threads, optimization=protocol.optimization))
 
 
 def torch_call(op: OpInstance, protocol: runner.Protocol):

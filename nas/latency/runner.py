@@ -10,7 +10,10 @@ The project's own profiler and validator import their timing from here, so a tab
 on the device and one measured by ``nas latency profile`` follow literally the same protocol:
 
 * one ONNX Runtime session per model, ``threads`` intra-op threads (1 by default), sequential
-  execution, all graph optimisations, batch 1, float32;
+  execution, batch 1, float32, graph optimisations up to ``extended`` (fusions, constant
+  folding) but not the x86 NCHWc layout transform of ``all``: that one wraps every model in
+  layout reorders at its boundaries, which an op timed alone pays and the same op inside a
+  network does not, so op latencies would stop adding up (``optimization="all"`` keeps it);
 * the process is pinned to one CPU (the last one it may use: on big.LITTLE phones that is
   usually a big core), so the timed thread does not migrate;
 * inputs and outputs are bound once, before timing (IOBinding with preallocated buffers), so
@@ -45,6 +48,7 @@ import zipfile
 import numpy as np
 
 STAT_COLUMNS = ("n", "median", "mean", "std", "p10", "p90")
+OPTIMIZATIONS = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 OVERHEAD_KEY = "__overhead__"
 RUNNER_VERSION = 1
 
@@ -53,20 +57,25 @@ class Protocol:
     """Measurement settings; the defaults are the project's protocol."""
 
     def __init__(self, warmup: int = 10, repeats: int = 60, rounds: int = 6, max_spread: float = 0.05,
-                 retries: int = 2, threads: int = 1, cpu: int | None = -1, seed: int = 0):
+                 retries: int = 2, threads: int = 1, cpu: int | None = -1, seed: int = 0,
+                 optimization: str = "extended"):
         if warmup < 0 or repeats < 1 or rounds < 1 or threads < 1 or retries < 0 or max_spread <= 0:
             raise ValueError(f"invalid protocol: warmup={warmup} repeats={repeats} rounds={rounds} "
                              f"threads={threads} retries={retries} max_spread={max_spread}")
+        if optimization not in OPTIMIZATIONS:
+            raise ValueError(f"optimization must be one of {sorted(OPTIMIZATIONS)}, got {optimization!r}")
         self.warmup, self.repeats, self.rounds = warmup, repeats, min(rounds, repeats)
         self.max_spread, self.retries, self.threads, self.cpu, self.seed = max_spread, retries, threads, cpu, seed
+        self.optimization = optimization
 
     def as_dict(self) -> dict:
         return {"warmup": self.warmup, "repeats": self.repeats, "rounds": self.rounds,
                 "max_spread": self.max_spread, "retries": self.retries, "threads": self.threads,
-                "cpu": self.cpu, "seed": self.seed, "statistic": "median", "batch": 1, "dtype": "float32",
+                "cpu": self.cpu, "seed": self.seed, "optimization": self.optimization, "statistic": "median",
+                "batch": 1, "dtype": "float32",
                 "binding": "iobinding-preallocated", "runner_version": RUNNER_VERSION}
 
-    _ARGS = ("warmup", "repeats", "rounds", "max_spread", "retries", "threads", "cpu", "seed")
+    _ARGS = ("warmup", "repeats", "rounds", "max_spread", "retries", "threads", "cpu", "seed", "optimization")
 
     def arguments(self) -> dict:
         """The constructor's arguments: ``Protocol(**p.arguments())`` is a copy of ``p``."""
@@ -110,7 +119,7 @@ class pinned:
             os.sched_setaffinity(0, self._saved)
 
 
-def make_session(model, threads: int = 1, provider: str = "CPUExecutionProvider"):
+def make_session(model, threads: int = 1, provider: str = "CPUExecutionProvider", optimization: str = "extended"):
     """An ONNX Runtime session for ``model`` (bytes or a path) under the protocol's settings."""
     import onnxruntime as ort
 
@@ -118,7 +127,7 @@ def make_session(model, threads: int = 1, provider: str = "CPUExecutionProvider"
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATIONS[optimization])
     options.log_severity_level = 3
     if threads > 1:  # spinning workers steal the timed core's time slices from neighbours
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -274,7 +283,7 @@ OVERHEAD_MODEL = base64.b64decode(
 
 def measure_overhead(protocol: Protocol, provider: str = "CPUExecutionProvider") -> dict:
     """The fixed cost of one session call (ms), as a summary."""
-    session = make_session(OVERHEAD_MODEL, protocol.threads, provider)
+    session = make_session(OVERHEAD_MODEL, protocol.threads, provider, protocol.optimization)
     call = bound_call(session)
     # more samples than for an op: it is tiny, and every prediction depends on it
     heavier = Protocol(**{**protocol.arguments(), "repeats": max(protocol.repeats, 300)})
@@ -312,6 +321,7 @@ def device_provenance(protocol: Protocol, provider: str, device: str | None = No
         "runtime_version": ort.__version__,
         "execution_provider": provider,
         "threads": protocol.threads,
+        "graph_optimization": protocol.optimization,
         "batch": 1,
         "dtype": "float32",
         "warmup": protocol.warmup,
@@ -388,7 +398,8 @@ def _run_chunks(todo, archive, out, columns, rows, protocol, provider, chunk, lo
     start, total = time.time(), len(todo)
     for i in range(0, total, chunk):
         part = todo[i:i + chunk]
-        calls = {e["key"]: bound_call(make_session(archive.read(e["file"]), protocol.threads, provider))
+        calls = {e["key"]: bound_call(make_session(archive.read(e["file"]), protocol.threads, provider,
+                                                   protocol.optimization))
                  for e in part}
         results = measure(calls, protocol)
         for e in part:
@@ -410,11 +421,14 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--cpu", type=int, default=-1, help="index of the allowed CPU to pin to (-1: last)")
     parser.add_argument("--provider", default="CPUExecutionProvider")
+    parser.add_argument("--optimization", choices=sorted(OPTIMIZATIONS), default="extended",
+                        help="ONNX Runtime graph optimisation level (default extended: see the module doc)")
     parser.add_argument("--device", default=None, help="device name for the provenance (default: host name)")
     parser.add_argument("--chunk", type=int, default=32, help="ops measured (interleaved) between saves")
     args = parser.parse_args(argv)
     try:
-        protocol = Protocol(args.warmup, args.repeats, args.rounds, threads=args.threads, cpu=args.cpu)
+        protocol = Protocol(args.warmup, args.repeats, args.rounds, threads=args.threads, cpu=args.cpu,
+                            optimization=args.optimization)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

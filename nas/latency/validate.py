@@ -51,7 +51,8 @@ def network_call(ops: Sequence[OpInstance], protocol: runner.Protocol, runtime: 
         return torch_call_network(ops, protocol)
     from nas.onnx_export import export_ops
 
-    return runner.bound_call(runner.make_session(export_ops(ops).SerializeToString(), protocol.threads))
+    model = export_ops(ops).SerializeToString()
+    return runner.bound_call(runner.make_session(model, protocol.threads, optimization=protocol.optimization))
 
 
 def measure_networks(networks: Sequence[Sequence[OpInstance]], protocol: runner.Protocol,

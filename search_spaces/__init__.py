@@ -5,6 +5,7 @@ from search_spaces import (  # noqa: F401  (imported for their registrations)
     mobilenet_v1,
     mobilenet_v2,
     nasbench201,
+    ofa_mobilenet_v3,
     proxylessnas,
     shufflenet_v2,
     squeezenet,

@@ -100,3 +100,34 @@ def test_bad_public_tables(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(LatencyTableError, match=message):
         import_table(path, "proxylessnas")
+
+
+def _ofa_hand_sum(spec, raw: dict, r: int) -> float:
+    """OFA's rule written out: Conv + blocks + Conv_1 + AvgPool2D + Conv_2 + Logits, with
+    each block's key formatted by hand (expand = hidden channels, se/hs flags)."""
+    size, channels = r // 2, 24
+    total = raw[f"Conv-input:{r}x{r}x3-output:{size}x{size}x24"]["mean"]
+    blocks = [b for section in (spec.stem, *spec.stages) for b in section if isinstance(b, InvertedResidual)]
+    for b in blocks:
+        out = (size + 1) // 2 if b.stride == 2 else size
+        skip = int(b.stride == 1 and channels == b.out)
+        total += raw[f"expanded_conv-input:{size}x{size}x{channels}-output:{out}x{out}x{b.out}-"
+                     f"expand:{int(channels * b.expand)}-kernel:{b.kernel}-stride:{b.stride}-idskip:{skip}-"
+                     f"se:{int(b.se)}-hs:{int(b.act == 'hswish')}"]["mean"]
+        size, channels = out, b.out
+    total += raw[f"Conv_1-input:{size}x{size}x192-output:{size}x{size}x1152"]["mean"]
+    total += raw[f"AvgPool2D-input:{size}x{size}x1152-output:1x1x1152"]["mean"]
+    total += raw["Conv_2-input:1x1x1152-output:1x1x1536"]["mean"]
+    return total + raw["Logits-input:1x1x1536-output:1000"]["mean"]
+
+
+@pytest.mark.parametrize("resolution", [160, 224])
+def test_every_ofa_network_gets_a_note10_latency_matching_hand_sums(arm_data, resolution):
+    path = arm_data / "ofa_note10" / f"{resolution}_lookup_table.yaml"
+    raw = yaml.safe_load(path.read_text())
+    table = import_table(path, "ofa")
+    space = get_space("ofa_mobilenet_v3", (resolution, resolution, 3), 1000)
+    assert table.missing(space.reachable_ops()) == []
+    for seed in range(10):
+        spec = space.sample(seed)
+        assert table.predict(resolve(spec)) == pytest.approx(_ofa_hand_sum(spec, raw, resolution), rel=1e-9)

@@ -16,6 +16,23 @@ def product_dicts(choices: Mapping[str, tuple]) -> Iterator[dict[str, Any]]:
         yield dict(zip(names, values))
 
 
+def checked_width_mult(space: str, value: object) -> float:
+    """A space's width multiplier option, validated."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.1 <= value <= 4:
+        raise SpecError(f"{space} option width_mult must be in [0.1, 4], got {value!r}")
+    return value
+
+
+def decoded_variants(space, i: int, choices: Mapping[str, tuple]) -> Iterator[tuple[Block, ...]]:
+    """The distinct stages that the product of stage ``i``'s ``choices`` decodes to."""
+    seen = set()
+    for params in product_dicts(choices):
+        blocks = space.decode_stage(i, params)
+        if blocks not in seen:
+            seen.add(blocks)
+            yield blocks
+
+
 def single_choice_free(choices: Mapping[str, tuple]) -> dict[str, tuple]:
     """Drop parameters with a single choice: they are fixed, not searched."""
     return {name: tuple(values) for name, values in choices.items() if len(values) > 1}

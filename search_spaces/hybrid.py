@@ -32,7 +32,7 @@ from nas.spec import (
     ShuffleUnit,
     SpecError,
 )
-from search_spaces.common import checked_encoding, product_dicts
+from search_spaces.common import checked_encoding, checked_width_mult, decoded_variants
 
 HYBRID_STAGES = ((16, 1), (24, 2), (40, 2), (80, 2), (112, 1), (192, 2))  # (base width, stride)
 FAMILIES = ("ds", "ir", "shuffle", "fire")
@@ -53,11 +53,9 @@ class HybridSpace(SearchSpace):
 
     def __init__(self, input_shape=(28, 28, 1), classes=10, *, width_mult: float = 1.0, head_width: int = 512):
         super().__init__(input_shape, classes)
-        if not isinstance(width_mult, (int, float)) or not 0.1 <= width_mult <= 4:
-            raise SpecError(f"hybrid option width_mult must be in [0.1, 4], got {width_mult!r}")
         if isinstance(head_width, bool) or not isinstance(head_width, int) or head_width < 8:
             raise SpecError(f"hybrid option head_width must be an integer >= 8, got {head_width!r}")
-        self.width_mult = width_mult
+        self.width_mult = checked_width_mult(self.name, width_mult)
         self.head_width = head_width
 
     @property
@@ -120,9 +118,4 @@ class HybridSpace(SearchSpace):
         return checked_encoding(self, i, choices, params, blocks)
 
     def stage_variants(self, i: int):
-        seen = set()
-        for p in product_dicts(self.stage_parameters(i)):
-            blocks = self.decode_stage(i, p)
-            if blocks not in seen:
-                seen.add(blocks)
-                yield blocks
+        return decoded_variants(self, i, self.stage_parameters(i))

@@ -16,7 +16,12 @@ from typing import Any
 from nas.ops import make_divisible
 from nas.space import SearchSpace, register_reference, register_space, stem_stride
 from nas.spec import ArchSpec, Block, Conv, DepthwiseSeparable, GlobalPool, Linear, SpecError
-from search_spaces.common import checked_encoding, product_dicts, single_choice_free
+from search_spaces.common import (
+    checked_encoding,
+    checked_width_mult,
+    decoded_variants,
+    single_choice_free,
+)
 
 # (base width, repeats, stride of the first block)
 MOBILENET_V1_STAGES = ((64, 1, 1), (128, 2, 2), (256, 2, 2), (512, 6, 2), (1024, 2, 2))
@@ -37,9 +42,7 @@ class MobileNetV1Space(SearchSpace):
 
     def __init__(self, input_shape=(28, 28, 1), classes=10, *, width_mult: float = 1.0):
         super().__init__(input_shape, classes)
-        if not isinstance(width_mult, (int, float)) or not 0.1 <= width_mult <= 4:
-            raise SpecError(f"mobilenet_v1 option width_mult must be in [0.1, 4], got {width_mult!r}")
-        self.width_mult = width_mult
+        self.width_mult = checked_width_mult(self.name, width_mult)
 
     @property
     def num_stages(self) -> int:
@@ -71,8 +74,7 @@ class MobileNetV1Space(SearchSpace):
         return checked_encoding(self, i, self._choices(i), {"width": blocks[0].out, "depth": len(blocks)}, blocks)
 
     def stage_variants(self, i: int):
-        for p in product_dicts(self._choices(i)):
-            yield self.decode_stage(i, p)
+        return decoded_variants(self, i, self._choices(i))
 
 
 def mobilenet_v1(width_mult: float, shape, classes: int) -> ArchSpec:

@@ -19,7 +19,12 @@ from typing import Any
 from nas.ops import make_divisible
 from nas.space import SearchSpace, register_reference, register_space, stem_stride
 from nas.spec import ArchSpec, Block, Conv, Dropout, GlobalPool, InvertedResidual, Linear, SpecError
-from search_spaces.common import checked_encoding, product_dicts, single_choice_free
+from search_spaces.common import (
+    checked_encoding,
+    checked_width_mult,
+    decoded_variants,
+    single_choice_free,
+)
 
 # (expansion, base width, repeats, stride of the first block) -- MobileNetV2's table
 MOBILENET_V2_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
@@ -47,9 +52,7 @@ class MobileNetV2Space(SearchSpace):
     def __init__(self, input_shape=(28, 28, 1), classes=10, *, width_mult: float = 1.0,
                  head_width: int = 1280, act: str = "relu6"):
         super().__init__(input_shape, classes)
-        if not isinstance(width_mult, (int, float)) or not 0.1 <= width_mult <= 4:
-            raise SpecError(f"mobilenet_v2 option width_mult must be in [0.1, 4], got {width_mult!r}")
-        self.width_mult = width_mult
+        self.width_mult = checked_width_mult(self.name, width_mult)
         self.head_width = head_width
         self.act = act
 
@@ -92,8 +95,7 @@ class MobileNetV2Space(SearchSpace):
         return checked_encoding(self, i, self._choices(i), params, blocks)
 
     def stage_variants(self, i: int):
-        for p in product_dicts(self._choices(i)):
-            yield self.decode_stage(i, p)
+        return decoded_variants(self, i, self._choices(i))
 
 
 def mobilenet_v2(width_mult: float, shape, classes: int) -> ArchSpec:

@@ -18,7 +18,7 @@ from typing import Any
 
 from nas.space import SearchSpace, is_small_input, register_reference, register_space, stem_stride
 from nas.spec import ArchSpec, Block, Conv, GlobalPool, Linear, MaxPool, ShuffleUnit, SpecError
-from search_spaces.common import checked_encoding, layered_variants
+from search_spaces.common import checked_encoding, checked_width_mult, layered_variants
 
 REPEATS = (4, 8, 4)
 STAGE_WIDTHS = {0.5: (48, 96, 192), 1.0: (116, 232, 464), 1.5: (176, 352, 704)}
@@ -44,9 +44,7 @@ class ShuffleNetV2Space(SearchSpace):
 
     def __init__(self, input_shape=(28, 28, 1), classes=10, *, width_mult: float = 1.0):
         super().__init__(input_shape, classes)
-        if not isinstance(width_mult, (int, float)) or not 0.1 <= width_mult <= 4:
-            raise SpecError(f"shufflenet_v2 option width_mult must be in [0.1, 4], got {width_mult!r}")
-        self.width_mult = width_mult
+        self.width_mult = checked_width_mult(self.name, width_mult)
 
     @property
     def num_stages(self) -> int:

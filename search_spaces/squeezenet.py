@@ -22,7 +22,7 @@ from typing import Any
 from nas.ops import make_divisible
 from nas.space import SearchSpace, is_small_input, register_reference, register_space, stem_stride
 from nas.spec import ArchSpec, Block, Conv, Dropout, Fire, GlobalPool, MaxPool, SpecError
-from search_spaces.common import checked_encoding, product_dicts
+from search_spaces.common import checked_encoding, decoded_variants
 
 # (max pool before the stage, modules, base squeeze, base expand)
 SQUEEZENET_STAGES = ((False, 2, 16, 128), (True, 2, 32, 256), (True, 2, 48, 384), (False, 2, 64, 512))
@@ -102,12 +102,7 @@ class SqueezeNetSpace(SearchSpace):
         return checked_encoding(self, i, self._choices(i), params, blocks)
 
     def stage_variants(self, i: int):
-        seen = set()
-        for p in product_dicts(self._choices(i)):
-            blocks = self.decode_stage(i, p)
-            if blocks not in seen:
-                seen.add(blocks)
-                yield blocks
+        return decoded_variants(self, i, self._choices(i))
 
 
 def _fires(table) -> tuple[Block, ...]:

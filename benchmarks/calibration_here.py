@@ -45,27 +45,30 @@ def measure_missing(nets, cache_path: Path, protocol: Protocol, max_new: int) ->
     return cache
 
 
-def compare(table: LatencyTable, nets, cache: dict, k: int, seed: int) -> dict:
+def compare(table: LatencyTable | None, nets, cache: dict, k: int, seed: int) -> dict:
     ops = [o for _, _, o in nets]
     y = np.array([cache[spec.arch_id] for _, spec, _ in nets])
     train, test = np.arange(k), np.arange(k, len(nets))
+    train_ops, test_ops = [ops[i] for i in train], [ops[i] for i in test]
     macs = np.array([count_macs(o) for o in ops], float)
     a, b = fit_linear(macs[train], y[train])
-    model = calibrate([ops[i] for i in train], y[train], table=table, seed=seed)
-    tableless = calibrate([ops[i] for i in train], y[train], seed=seed)
-    return {
-        "table (before)": metrics([table.predict(ops[i]) for i in test], y[test]),
-        "calibrated from the table (after)": metrics(model.predict_many([ops[i] for i in test]), y[test]),
-        "calibrated without a table": metrics(tableless.predict_many([ops[i] for i in test]), y[test]),
-        "flops_baseline (a*MACs+b on the same K)": metrics(a * macs[test] + b, y[test]),
-        "selected": model.provenance["selected"], "ridge": model.provenance["ridge"],
-    }
+    tableless = calibrate(train_ops, y[train], seed=seed)
+    out = {"calibrated without a table": metrics(tableless.predict_many(test_ops), y[test]),
+           "flops_baseline (a*MACs+b on the same K)": metrics(a * macs[test] + b, y[test]),
+           "selected_without_table": tableless.provenance["selected"]}
+    if table is not None:
+        model = calibrate(train_ops, y[train], table=table, seed=seed)
+        out.update({"table (before)": metrics([table.predict(o) for o in test_ops], y[test]),
+                    "calibrated from the table (after)": metrics(model.predict_many(test_ops), y[test]),
+                    "selected": model.provenance["selected"], "ridge": model.provenance["ridge"],
+                    "table_composition": {k: v for k, v in table.composition.as_dict().items() if k != "fitted"}})
+    return out
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--space", required=True)
-    parser.add_argument("--table", required=True, help="the space's table measured on this machine")
+    parser.add_argument("--table", help="the space's table measured on this machine (default: none)")
     parser.add_argument("--input", default="28x28x1")
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--k", type=int, default=100, help="networks to calibrate on")
@@ -74,12 +77,13 @@ def main(argv=None) -> int:
     parser.add_argument("--cache", required=True, help="JSON of measured networks (resumed)")
     parser.add_argument("--max-new", type=int, default=60, help="measure at most this many networks now")
     args = parser.parse_args(argv)
-    table = LatencyTable.from_file(args.table)
+    table = LatencyTable.from_file(args.table) if args.table else None
     shape = parse_shape(args.input)
-    table.check_input(shape)
+    if table is not None:
+        table.check_input(shape)
     space = get_space(args.space, shape, args.classes)
     nets = sample_networks(space, args.k + args.n, SEED_BASE + args.seed)
-    protocol = Protocol.from_dict(table.provenance.get("protocol", {}))
+    protocol = Protocol.from_dict(table.provenance.get("protocol", {})) if table is not None else Protocol()
     cache = measure_missing(nets, Path(args.cache), protocol, args.max_new)
     left = sum(spec.arch_id not in cache for _, spec, _ in nets)
     if left:

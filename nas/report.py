@@ -106,7 +106,8 @@ def score_name(study: optuna.Study) -> str:
     return names[0] if names[0] != "reward" else "accuracy"
 
 
-def plot_pareto(frame: pd.DataFrame, front: pd.DataFrame, baselines: pd.DataFrame, path: Path, label: str) -> None:
+def plot_pareto(frame: pd.DataFrame, front: pd.DataFrame, baselines: pd.DataFrame, path: Path, label: str,
+                limit_ms: float | None = None) -> None:
     fig, ax = plt.subplots(figsize=(7.5, 5))
     done = evaluated(frame)
     ax.scatter(done["latency_ms"], done["score"], s=18, alpha=0.6, label="trials")
@@ -122,6 +123,8 @@ def plot_pareto(frame: pd.DataFrame, front: pd.DataFrame, baselines: pd.DataFram
         ax.scatter([row["latency_ms"]], [row["score"]], marker="*", s=140, color="C2", zorder=4)
         ax.annotate(row["name"], (row["latency_ms"], row["score"]), textcoords="offset points", xytext=(6, 4),
                     fontsize=8)
+    if limit_ms:
+        ax.axvline(limit_ms, ls="--", lw=1, color="grey", label=f"latency limit {limit_ms:g} ms")
     ax.set_xlabel("predicted latency (ms)")
     ax.set_ylabel(f"validation {label}")
     ax.grid(alpha=0.3)
@@ -159,7 +162,7 @@ def write_report(study: optuna.Study, folder: str | Path) -> dict[str, Path]:
     limit = (config.get("objective") or {}).get("max_latency_ms")
     reference_ms = float(limit or (latencies.max() if not latencies.empty else 1.0))
     label = score_name(study)
-    plot_pareto(frame, front, baselines, paths["pareto.png"], label)
+    plot_pareto(frame, front, baselines, paths["pareto.png"], label, limit)
     history = hypervolume_history(frame, reference_ms)
     plot_hypervolume(history, paths["hypervolume.png"], reference_ms)
     paths["report.html"].write_text(render_html(study, frame, front, baselines, history, paths, label))

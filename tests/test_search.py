@@ -231,3 +231,13 @@ def test_corrupt_dataset_fails_before_the_first_trial(tmp_path):
                          evaluator={"kind": "train", "options": {"epochs": 1}})
     with pytest.raises(DataError):
         run_experiment(config, progress=False, latency_model=FakeLatency())
+
+
+def test_baselines_are_trained_even_when_infeasible(tmp_path):
+    config = make_config(tmp_path, trials=3, objective={"kind": "pareto", "max_latency_ms": 0.01},
+                         baselines=["mobilenet_v1_1.0"])
+    _, evaluator, study = run(config)
+    baseline = study.trials[0]
+    assert baseline.user_attrs["baseline"] == "mobilenet_v1_1.0" and not baseline.user_attrs["feasible"]
+    assert "score" in baseline.user_attrs and evaluator.calls[0] == baseline.user_attrs["arch_id"]
+    assert pareto_frame(trials_frame(study)).empty  # infeasible networks never make the front

@@ -170,7 +170,8 @@ class Controller:
             trial.set_user_attr(key, value)
         for key, value in self.objective.named_constraints(m).items():
             trial.set_constraint(key, value)  # constrained samplers rank infeasible trials by these
-        if not self.objective.feasible(m):
+        # Baselines are trained even when infeasible: they are the reference the plots compare to.
+        if not self.objective.feasible(m) and "baseline" not in trial.user_attrs:
             self.study.tell(trial, self.objective.unevaluated_values(m))
             summary.infeasible += 1
             summary.controller_s += time.perf_counter() - t0

@@ -46,8 +46,12 @@ class Budget:
     ``fraction`` trains on a fixed, seeded subset of the train split (the same subset every
     epoch). ``lr``/``weight_decay`` of None pick the optimizer's default (SGD: 0.1 per 128
     images of batch and 5e-4; AdamW: 2e-3 and 0.05). Weight decay skips biases and norms.
-    ``threads`` (None = all cores) and ``eval_batch_size`` do not change results and are not
-    part of :meth:`key`.
+    ``crop_padding``/``flip`` are the light augmentation (random crop after zero padding,
+    horizontal flip). ``bf16`` trains under bfloat16 autocast (twice as fast for dense
+    convolutions on CPUs with AMX, slower for depthwise ones; evaluation stays float32).
+    ``channels_last`` None picks the memory format by measurement (see
+    :func:`prefers_channels_last`). ``threads`` (None = one per core), ``channels_last`` and
+    ``eval_batch_size`` change speed, not results, and are not part of :meth:`key`.
     """
 
     epochs: int = 1

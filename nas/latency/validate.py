@@ -202,7 +202,8 @@ def plot(report: dict, path: str) -> None:
     ax.set_ylim(lo, hi)
     ax.set_xlabel("measured latency (ms)")
     ax.set_ylabel("predicted latency (ms)")
-    ax.set_title(f"{report['space']} {report['input']}: {report['n']} random networks ({report['runtime']})")
+    ax.set_title(f"{report['space']} {report['input']}: {report['n']} random networks ({report['runtime']})",
+                 fontsize=9)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -211,3 +211,16 @@ def test_cli_calibrate_bad_input(space, tmp_path, capsys, extra, message):
     assert main(["latency", "calibrate", str(measured), "--input", "8x8x3", "-o", str(tmp_path / "m.json"),
                  *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_load_latency_model_dispatches_to_calibrated_models(space, tmp_path):
+    from nas.latency import load_latency_model
+
+    nets, y = sample(space, 60, 13)
+    model = calibrate(nets, y, provenance={"input": "8x8x3"})
+    loaded = load_latency_model(model.save(tmp_path / "device.json"))
+    assert isinstance(loaded, CalibratedLatencyModel)
+    assert loaded.predict(nets[0]) == pytest.approx(model.predict(nets[0]))
+    loaded.check_input((8, 8, 3))
+    with pytest.raises(ValueError, match="calibrated for input 8x8x3"):
+        loaded.check_input((28, 28, 1))

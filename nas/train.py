@@ -37,6 +37,7 @@ from nas.spec import ArchSpec, SpecError
 OPTIMIZERS = ("sgd-nesterov", "adamw")
 SCHEDULES = ("cosine", "onecycle")
 STATUSES = ("ok", "diverged", "timeout")
+NO_NORM_LR_SCALE = 0.2  # default-lr factor for networks without normalisation layers
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,8 @@ class Budget:
 
     ``fraction`` trains on a fixed, seeded subset of the train split (the same subset every
     epoch). ``lr``/``weight_decay`` of None pick the optimizer's default (SGD: 0.1 per 128
-    images of batch and 5e-4; AdamW: 2e-3 and 0.05). Weight decay skips biases and norms.
+    images of batch and 5e-4; AdamW: 2e-3 and 0.05; the default lr is 5x lower for networks
+    without normalisation layers, see :meth:`peak_lr`). Weight decay skips biases and norms.
     ``crop_padding``/``flip`` are the light augmentation (random crop after zero padding,
     horizontal flip). ``bf16`` trains under bfloat16 autocast (twice as fast for dense
     convolutions on CPUs with AMX, slower for depthwise ones; evaluation stays float32).
@@ -97,11 +99,13 @@ class Budget:
             if not isinstance(value, bool) and not (name == "channels_last" and value is None):
                 raise ValueError(f"budget {name} must be true or false, got {value!r}")
 
-    @property
-    def peak_lr(self) -> float:
+    def peak_lr(self, normalised: bool = True) -> float:
+        """``lr`` if given, else the optimizer's default, five times lower for a network without
+        normalisation layers (SqueezeNet 1.1 diverges within an epoch at SGD 0.1)."""
         if self.lr is not None:
             return self.lr
-        return 0.1 * self.batch_size / 128 if self.optimizer == "sgd-nesterov" else 2e-3
+        default = 0.1 * self.batch_size / 128 if self.optimizer == "sgd-nesterov" else 2e-3
+        return default if normalised else default * NO_NORM_LR_SCALE
 
     @property
     def warmup_fraction(self) -> float:
@@ -123,7 +127,8 @@ class Budget:
         """A stable string of every field that changes the result (defaults resolved)."""
         skip = {"threads", "eval_batch_size", "channels_last", "lr", "weight_decay", "warmup"}
         parts = [f"{k}={v}" for k, v in self.to_dict().items() if k not in skip]
-        return ",".join(parts + [f"lr={self.peak_lr:g}", f"wd={self.decay:g}", f"warmup={self.warmup_fraction:g}"])
+        lr = f"lr={self.lr:g}" if self.lr is not None else f"lr=auto:{self.peak_lr():g}"
+        return ",".join(parts + [lr, f"wd={self.decay:g}", f"warmup={self.warmup_fraction:g}"])
 
 
 def _check_number(name: str, value: Any, *, integer: bool = False, minimum: float | None = None,
@@ -281,9 +286,14 @@ def make_optimizer(model: nn.Module, budget: Budget) -> torch.optim.Optimizer:
         if param.requires_grad:
             (no_decay if param.ndim <= 1 else decay).append(param)
     groups = [{"params": decay, "weight_decay": budget.decay}, {"params": no_decay, "weight_decay": 0.0}]
+    lr = budget.peak_lr(has_normalisation(model))
     if budget.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=budget.peak_lr)
-    return torch.optim.SGD(groups, lr=budget.peak_lr, momentum=budget.momentum, nesterov=budget.momentum > 0)
+        return torch.optim.AdamW(groups, lr=lr)
+    return torch.optim.SGD(groups, lr=lr, momentum=budget.momentum, nesterov=budget.momentum > 0)
+
+
+def has_normalisation(model: nn.Module) -> bool:
+    return any(isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)) for m in model.modules())
 
 
 def lr_factor(budget: Budget, step: int, total_steps: int) -> float:

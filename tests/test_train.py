@@ -7,7 +7,7 @@ from torch import nn
 from nas.data import load_dataset
 from nas.space import get_reference
 from nas.spec import ArchSpec, SpecError
-from nas.train import Budget, augment, build_network, lr_factor, train
+from nas.train import Budget, augment, build_network, has_normalisation, lr_factor, train
 
 TINY = "28x28x1>10|conv_k3_s2_c8_bn_relu|conv_k3_s2_c16_bn_relu|gap,fc"
 FAST = dict(batch_size=32, lr=0.2, threads=1)
@@ -89,8 +89,16 @@ def test_budget_rejects_bad_values(field, value, message):
 
 def test_budget_key_ignores_speed_only_fields():
     assert Budget(threads=1, channels_last=True).key == Budget(threads=2).key
-    assert Budget(lr=0.1).key == Budget().key  # the default resolved
     assert Budget(epochs=2).key != Budget().key
+    assert "lr=auto:0.1," in Budget().key and "lr=0.05," in Budget(lr=0.05).key
+
+
+def test_default_lr_is_lower_without_normalisation():
+    assert Budget().peak_lr() == 0.1 and Budget(batch_size=256).peak_lr() == 0.2
+    assert Budget().peak_lr(normalised=False) == pytest.approx(0.02)
+    assert Budget(lr=0.3).peak_lr(normalised=False) == 0.3
+    bare = build_network(ArchSpec.from_string("28x28x1>10|conv_k3_s2_c8_bias_relu|gap,fc"))
+    assert not has_normalisation(bare) and has_normalisation(build_network(ArchSpec.from_string(TINY)))
 
 
 def test_schedules_rise_and_fall():

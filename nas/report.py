@@ -61,7 +61,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     for column in TRIAL_COLUMNS:
         if column not in frame:
             frame[column] = None
-    extra = [c for c in frame.columns if c not in TRIAL_COLUMNS and c not in ("params", "constraints")]
+    extra = [c for c in frame.columns if c not in TRIAL_COLUMNS and c not in ("search_params", "constraints")]
     return frame[TRIAL_COLUMNS + extra]
 
 

@@ -70,3 +70,16 @@ def test_command_line_overrides_are_validated():
     assert override(config, trials=None).trials == 5
     with pytest.raises(ConfigError, match="trials must be >= 1"):
         override(config, trials=0)
+
+
+def test_every_shipped_experiment_config_is_valid():
+    from pathlib import Path
+
+    from nas.space import space_class
+
+    configs = sorted(Path(__file__).resolve().parents[1].glob("experiments/*.yaml"))
+    assert any(path.name == "quickstart.yaml" for path in configs)
+    for path in configs:
+        config = load_config(path)
+        space_class(config.space.name)
+        assert Path(config.latency.table).name.startswith(config.space.name), path

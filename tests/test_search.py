@@ -4,7 +4,7 @@ import optuna
 import pytest
 
 from nas.config import parse_config
-from nas.report import open_run, pareto_frame, trials_frame
+from nas.report import format_pareto, open_run, pareto_frame, trials_frame
 from nas.search.objectives import Measured, Objective, mnas_reward
 from nas.search.runner import run_experiment
 from tests.fakes import FakeEvaluator, FakeLatency
@@ -62,6 +62,10 @@ def test_pareto_search_records_everything_and_reports(tmp_path):
     front = pareto_frame(trials_frame(study))
     assert not front.empty and front["latency_ms"].is_monotonic_increasing
     assert front["score"].is_monotonic_increasing  # along a front, slower must mean more accurate
+    assert front["params"].tolist() == [study.trials[n].user_attrs["params"] for n in front["number"]]
+    table = format_pareto(front, "accuracy")
+    assert table.splitlines()[0].split()[:3] == ["trial", "accuracy", "latency"]
+    assert len(table.splitlines()) == len(front) + 1
 
 
 def test_latency_constraint_means_infeasible_nets_are_never_trained(tmp_path):

@@ -123,7 +123,8 @@ class Heartbeat:
 
 
 def trial_record(trial: FrozenTrial) -> dict[str, Any]:
-    """One flat dict per trial: number, state, values, parameters and user attributes."""
+    """One flat dict per trial: number, state, values, user attributes (with the evaluator's
+    metrics flattened), constraint values and the Optuna parameters (``search_params``)."""
     record: dict[str, Any] = {"number": trial.number, "state": trial.state.name,
                               "values": list(trial.values) if trial.values else None,
                               "datetime_start": trial.datetime_start, "datetime_complete": trial.datetime_complete}
@@ -133,7 +134,7 @@ def trial_record(trial: FrozenTrial) -> dict[str, Any]:
     for key, value in metrics.items():  # flattened: train_time_s, status, proxies, ...
         record.setdefault(key, value)
     record["constraints"] = [v for k, v in sorted(trial.system_attrs.items()) if k.startswith("constraints:")]
-    record["params"] = dict(trial.params)
+    record["search_params"] = dict(trial.params)  # Optuna's; "params" is the parameter count
     return record
 
 

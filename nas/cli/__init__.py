@@ -12,7 +12,8 @@ import sys
 
 from nas.spec import SpecError
 
-COMMAND_MODULES = ("nas.cli.arch", "nas.cli.search", "nas.cli.train", "nas.cli.latency", "nas.cli.calibrate")
+COMMAND_MODULES = ("nas.cli.arch", "nas.cli.search", "nas.cli.train", "nas.cli.latency", "nas.cli.calibrate",
+                   "nas.cli.export")
 
 
 class UserError(Exception):

@@ -35,7 +35,9 @@ SEED_BASE = 200_000  # apart from validation (0...) and composition (100,000...)
 
 def measure_missing(nets, cache_path: Path, protocol: Protocol, max_new: int) -> dict:
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
-    todo = [(spec.arch_id, ops) for _, spec, ops in nets if spec.arch_id not in cache][:max_new]
+    todo = [(spec.arch_id, ops) for _, spec, ops in nets if spec.arch_id not in cache]
+    # a random order, so that drift between measuring sessions hits the K and the N alike
+    todo = [todo[i] for i in np.random.default_rng(0).permutation(len(todo))][:max_new]
     for start in range(0, len(todo), 20):
         chunk = todo[start:start + 20]
         for (arch_id, _), summary in zip(chunk, measure_networks([ops for _, ops in chunk], protocol)):

@@ -20,9 +20,10 @@ $(BIN)/nas: setup.cfg pyproject.toml
 
 setup: $(BIN)/nas /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
+# The main job: a real search (hybrid space, Fashion-MNIST, this machine's latency table);
+# it leaves runs/quickstart/ with the study, report.html and the plots. Rerun to resume.
 quickstart: setup
-	$(BIN)/nas spaces
-	$(BIN)/nas arch show mobilenet_v2_0.5 --input 28x28x1 --classes 10
+	$(BIN)/nas search experiments/quickstart.yaml
 
 # The distributed tests need a PostgreSQL server: tools/postgres-for-tests.sh starts one on
 # 127.0.0.1 (installing Debian's package when it may) and prints its URL.

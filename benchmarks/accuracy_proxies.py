@@ -118,6 +118,23 @@ def evaluate_networks(args, dataset, networks, deadline: float | None) -> tuple[
     return rows, pending
 
 
+def seed_noise(args, dataset, networks, deadline: float | None) -> list[dict] | None:
+    """Long-budget accuracy of the first network of each space under seeds 0, 1, 2: how much
+    of the spread between architectures is training noise."""
+    evaluators = [make_evaluator("train", dataset=dataset, epochs=args.long_epochs, fraction=args.long_fraction,
+                                 seed=seed, cache_path=args.cache) for seed in (0, 1, 2)]
+    firsts = {space: spec for space, spec in reversed(networks)}
+    out = []
+    for space, spec in firsts.items():
+        missing = any(e.cache.get(spec.arch_id, e.budget_key) is None for e in evaluators)
+        if missing and deadline is not None and time.time() > deadline:
+            return None
+        accuracies = [e.evaluate(spec)["accuracy"] for e in evaluators]
+        out.append({"space": space, "arch_id": spec.arch_id, "accuracies": accuracies,
+                    "std": round(statistics.stdev(accuracies), 4)})
+    return out
+
+
 def correlations(rows: list[dict]) -> dict:
     ok = [r for r in rows if r["long_status"] == "ok"]
     estimators = list(PROXIES) + ["short_accuracy", "params", "macs"]
@@ -191,19 +208,24 @@ def main(argv=None) -> int:
     report = {"benchmark": "accuracy_proxies", "environment": environment(), "dataset": dataset.key,
               "budgets": {"short": f"1 epoch on {args.short_fraction:.0%} of the train split",
                           "long": f"{args.long_epochs} epochs on {args.long_fraction:.0%} of the train split",
-                          "training": "SGD-Nesterov, one-cycle, lr 0.1, batch 128, no augmentation",
+                          "training": "SGD-Nesterov, one-cycle, lr 0.1 (default), batch 128, no augmentation, seed 0",
                           "proxies": f"at initialisation, one batch of {args.proxy_batch}"},
               "spaces": SPACES}
     if args.throughput != "only":
-        rows, pending = evaluate_networks(args, dataset, sample_networks(args.networks), deadline)
-        report.update(complete=pending == 0, evaluated=len(rows), pending=pending,
+        networks = sample_networks(args.networks)
+        rows, pending = evaluate_networks(args, dataset, networks, deadline)
+        noise = seed_noise(args, dataset, networks, deadline) if not pending else None
+        long_accuracies = [r["long_accuracy"] for r in rows if r["long_status"] == "ok"]
+        report.update(complete=pending == 0 and noise is not None, evaluated=len(rows), pending=pending,
                       diverged=sum(r["long_status"] != "ok" or r["short_status"] != "ok" for r in rows),
                       correlation_with_long_accuracy=correlations(rows),
-                      long_accuracy={"min": min((r["long_accuracy"] for r in rows), default=None),
-                                     "max": max((r["long_accuracy"] for r in rows), default=None)},
-                      networks=rows)
-        if pending:
-            print(f"{pending} networks left: run again to resume", file=sys.stderr)
+                      long_accuracy={"min": min(long_accuracies, default=None),
+                                     "max": max(long_accuracies, default=None),
+                                     "std": round(statistics.stdev(long_accuracies), 4)
+                                     if len(long_accuracies) > 1 else None},
+                      long_accuracy_seed_noise=noise, networks=rows)
+        if not report["complete"]:
+            print(f"{pending} networks (and the seed-noise runs) left: run again to resume", file=sys.stderr)
     if args.throughput != "no" and (deadline is None or time.time() < deadline):
         report["proxy_seconds"] = proxy_seconds(dataset)
         report["training_images_per_s"] = throughput(dataset, args.throughput_steps)

@@ -35,6 +35,7 @@ from nas import export_verify as verify
 from nas.data import Dataset, Split
 from nas.export_card import accuracy_notes, int8_kernel_notes, render_readme, speed_notes
 from nas.export_select import ExportError, Selection, select_architecture
+from nas.folders import unwritable_reason
 from nas.latency import runner
 from nas.onnx_export import export_onnx
 from nas.ops import count_macs, count_params, resolve
@@ -94,13 +95,9 @@ def prepare_output(folder: str | Path, overwrite: bool = False) -> Path:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ExportError(f"output {str(folder)!r} is a file, not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise ExportError(f"output folder {str(folder)!r} is not writable: {exc.strerror or exc}") from None
+    reason = unwritable_reason(folder)
+    if reason:
+        raise ExportError(f"output folder {str(folder)!r} is not writable: {reason}")
     existing = [name for name in OUTPUT_FILES if (folder / name).exists()]
     if existing and not overwrite:
         raise ExportError(f"output folder {str(folder)!r} already holds an export ({', '.join(existing)}); "

@@ -23,7 +23,8 @@ def test_spaces_lists_names_and_sizes(capsys):
 
 
 def test_arch_show_json(capsys):
-    code, out, _ = run(capsys, "arch", "show", "mobilenet_v2_1.0", "--input", "224x224x3", "--classes", "1000", "--json")
+    code, out, _ = run(capsys, "arch", "show", "mobilenet_v2_1.0", "--input", "224x224x3", "--classes", "1000",
+                       "--json")
     data = json.loads(out)
     assert code == 0
     assert data["params"] == 3_504_872

@@ -1,4 +1,6 @@
 import math
+import shutil
+from pathlib import Path
 
 import optuna
 import pytest
@@ -179,6 +181,35 @@ def test_missing_latency_table_is_a_clear_error(tmp_path):
     config = make_config(tmp_path, latency=str(tmp_path / "nope.csv"))
     with pytest.raises(ExperimentError, match="latency.table .*nope.csv' does not exist; measure one with"):
         run_experiment(config, progress=False, evaluator=FakeEvaluator())
+
+
+SHIPPED_TABLE = Path(__file__).resolve().parents[1] / "latency_tables" / "mobilenet_v1-28x28x1-ort-xeon2c.csv"
+
+
+def test_table_for_another_input_shape_fails_before_any_work(tmp_path):
+    evaluator = FakeEvaluator(input_shape=(32, 32, 3))
+    config = make_config(tmp_path, latency=str(SHIPPED_TABLE))
+    with pytest.raises(ValueError, match="measured for input 28x28x1, not 32x32x3"):
+        run_experiment(config, progress=False, evaluator=evaluator, log=lambda line: None)
+    assert evaluator.calls == []
+
+
+def test_table_holding_nan_fails_before_any_work(tmp_path):
+    from nas.latency.table import LatencyTableError
+
+    table = tmp_path / "t.csv"
+    lines = SHIPPED_TABLE.read_text().splitlines()
+    header = lines[0].split(",")
+    cells = lines[3].split(",")
+    cells[header.index("median")] = "nan"
+    lines[3] = ",".join(cells)
+    table.write_text("\n".join(lines) + "\n")
+    shutil.copy(SHIPPED_TABLE.with_suffix(".json"), table.with_suffix(".json"))
+    evaluator = FakeEvaluator()
+    with pytest.raises(LatencyTableError, match="line 4.*finite number"):
+        run_experiment(make_config(tmp_path, latency=str(table)), progress=False, evaluator=evaluator,
+                       log=lambda line: None)
+    assert evaluator.calls == []
 
 
 def test_unreachable_storage_errors_quickly_without_leaking_the_password(tmp_path):

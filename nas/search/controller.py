@@ -10,6 +10,7 @@ repeated. The trial budget counts completed trials of the whole study (all worke
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +56,12 @@ class RunSummary:
     study: optuna.Study | None = field(default=None, repr=False)
 
 
+def _log_line(message: str) -> None:
+    """One line above the progress bar, flushed: a run whose output goes to a file shows it now."""
+    tqdm.write(message)
+    sys.stdout.flush()
+
+
 def _primitive_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     """Metrics that can be stored as Optuna user attributes (JSON primitives)."""
     out = {}
@@ -79,7 +86,7 @@ class Controller:
         self.study, self.space, self.evaluator = study, space, evaluator
         self.latency_model, self.objective = latency_model, objective
         self.trials, self.timeout_s, self.progress = trials, timeout_s, progress
-        self.log = log or (lambda message: tqdm.write(message))
+        self.log = log or _log_line
         self.choices = space.parameters()
         self.consecutive_errors = 0
 
@@ -235,6 +242,7 @@ class Controller:
             self.log(f"trial {trial.number}: {self.evaluator.objective} {score:.4f}  latency {m.latency_ms:.3f} ms"
                      f"  {m.macs / 1e6:.1f} MMACs  ({eval_s:.1f} s)  {spec.arch_id}")
         summary.controller_s += time.perf_counter() - t1
+
     def find_earlier(self, arch_id: str, number: int) -> FrozenTrial | None:
         """A completed, evaluated trial of the same architecture, else one still running in
         another worker, else None."""

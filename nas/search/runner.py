@@ -12,6 +12,7 @@ import yaml
 
 from nas.archs import load_arch
 from nas.config import ExperimentConfig
+from nas.folders import unwritable_reason
 from nas.ops import resolve
 from nas.search.controller import Controller, RunSummary
 from nas.search.objectives import Objective
@@ -129,13 +130,9 @@ def check_table_covers_space(model, space: SearchSpace, sample: int = 64) -> Non
 
 def ensure_writable(folder: Path) -> None:
     """Fail before any work when the run folder cannot be written."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise ExperimentError(f"output folder {str(folder)!r} is not writable: {exc.strerror or exc}") from None
+    reason = unwritable_reason(folder)
+    if reason:
+        raise ExperimentError(f"output folder {str(folder)!r} is not writable: {reason}")
 
 
 def preflight(config: ExperimentConfig, check_table: bool) -> None:

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from nas.ops import OpInstance, count_macs, count_params, resolve
 from nas.search.objectives import Measured, Objective
-from nas.search.study import Heartbeat, completed_trials
+from nas.search.study import Heartbeat, completed_trials, write_batch
 from nas.space import SearchSpace
 from nas.spec import ArchSpec
 
@@ -170,20 +170,24 @@ class Controller:
         trial = self.study.ask()
         if self.storage is not None and Heartbeat(self.storage, trial._trial_id).enabled:
             self.storage.record_heartbeat(trial._trial_id)  # from now on a dead worker is detectable
-        params = {name: trial.suggest_categorical(name, choices) for name, choices in self.choices.items()}
-        spec = self.space.decode(params)
-        m = self.measure(spec)
-        for key, value in self.spec_attrs(spec, m).items():
-            trial.set_user_attr(key, value)
-        for key, value in self.objective.named_constraints(m).items():
-            trial.set_constraint(key, value)  # constrained samplers rank infeasible trials by these
-        # Baselines are trained even when infeasible: they are the reference the plots compare to.
-        if not self.objective.feasible(m) and "baseline" not in trial.user_attrs:
+        with write_batch(self.storage):  # one transaction instead of one per parameter
+            params = {name: trial.suggest_categorical(name, choices) for name, choices in self.choices.items()}
+            spec = self.space.decode(params)
+            m = self.measure(spec)
+            for key, value in self.spec_attrs(spec, m).items():
+                trial.set_user_attr(key, value)
+            for key, value in self.objective.named_constraints(m).items():
+                trial.set_constraint(key, value)  # constrained samplers rank infeasible trials by these
+            # Baselines are trained even when infeasible: they are the reference the plots compare to.
+            runs = self.objective.feasible(m) or "baseline" in trial.user_attrs
+            # Looked up before this trial's rows are written: reading our own running trial back
+            # with all its parameters would cost more than the lookup itself.
+            earlier = self.find_earlier(spec.arch_id, trial.number) if runs else None
+        if not runs:
             self.study.tell(trial, self.objective.unevaluated_values(m))
             summary.infeasible += 1
             summary.controller_s += time.perf_counter() - t0
             return trial.number
-        earlier = self.find_earlier(spec.arch_id, trial.number)
         if earlier is not None and earlier.state == TrialState.RUNNING:
             trial.set_user_attr("duplicate_running_of", earlier.number)
             self.study.tell(trial, state=TrialState.PRUNED)  # another worker is evaluating it
@@ -191,9 +195,10 @@ class Controller:
             summary.controller_s += time.perf_counter() - t0
             return trial.number
         if earlier is not None:
-            trial.set_user_attr("duplicate_of", earlier.number)
-            for key in ("score", "metrics"):
-                trial.set_user_attr(key, earlier.user_attrs.get(key))
+            with write_batch(self.storage):
+                trial.set_user_attr("duplicate_of", earlier.number)
+                for key in ("score", "metrics"):
+                    trial.set_user_attr(key, earlier.user_attrs.get(key))
             self.study.tell(trial, list(earlier.values))
             summary.duplicates += 1
             summary.controller_s += time.perf_counter() - t0
@@ -224,18 +229,21 @@ class Controller:
         self.consecutive_errors = 0
         eval_s = time.perf_counter() - t_eval
         t1 = time.perf_counter()
-        # one attribute for all metrics: every attribute is a storage round trip
-        trial.set_user_attr("metrics", {**_primitive_metrics(metrics), "eval_s": eval_s})
         score = metrics.get(self.evaluator.objective)
         status = metrics.get("status", "ok")
-        if status != "ok" or not isinstance(score, (int, float)) or not math.isfinite(score):
-            reason = metrics.get("reason") or f"no finite {self.evaluator.objective}"
-            trial.set_user_attr("reason", reason)
+        ok = status == "ok" and isinstance(score, (int, float)) and math.isfinite(score)
+        reason = None if ok else metrics.get("reason") or f"no finite {self.evaluator.objective}"
+        with write_batch(self.storage):
+            trial.set_user_attr("metrics", {**_primitive_metrics(metrics), "eval_s": eval_s})
+            if ok:
+                trial.set_user_attr("score", float(score))
+            else:
+                trial.set_user_attr("reason", reason)
+        if not ok:
             self.study.tell(trial, state=TrialState.FAIL)
             self.log(f"trial {trial.number}: {status}: {reason}")
             summary.failed += 1
         else:
-            trial.set_user_attr("score", float(score))
             values = self.objective.values(Measured(m.latency_ms, m.macs, m.params, float(score)))
             self.study.tell(trial, values)
             summary.evaluated += 1

@@ -20,6 +20,8 @@ import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.search.batched_storage import BatchedRDBStorage
+
 # Heartbeats, stale-trial retry and metric names are marked experimental in Optuna; we rely
 # on them deliberately. Ask/tell with heartbeats warns because Study.optimize usually beats
 # for you; our Heartbeat class below does it instead.
@@ -40,7 +42,8 @@ def redact(url: str) -> str:
 
 
 def make_storage(url: str, heartbeat_interval_s: int = 5, grace_period_s: int = 20) -> optuna.storages.BaseStorage:
-    """Open a storage. RDB storages get heartbeats and retry the trials of dead workers."""
+    """Open a storage. RDB storages get heartbeats, retry the trials of dead workers, and
+    write a trial's parameters and attributes together (:func:`write_batch`)."""
     if url == "memory":
         return optuna.storages.InMemoryStorage()
     if url.startswith("journal:"):
@@ -62,7 +65,7 @@ def make_storage(url: str, heartbeat_interval_s: int = 5, grace_period_s: int = 
         engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
         engine_kwargs["pool_pre_ping"] = True
     try:
-        storage = RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval_s,
+        storage = BatchedRDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval_s,
                              grace_period=grace_period_s,
                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(MAX_RETRY))
     except Exception as exc:  # sqlalchemy/driver errors: keep the cause, hide the password
@@ -72,6 +75,14 @@ def make_storage(url: str, heartbeat_interval_s: int = 5, grace_period_s: int = 
         sqlalchemy.event.listen(storage.engine, "connect", _relaxed_sync)
         storage.engine.dispose()  # reconnect so that every connection gets the pragma
     return storage
+
+
+def write_batch(storage: optuna.storages.BaseStorage | None):
+    """A context in which the storage writes trial parameters and attributes together at the
+    end (a no-op for storages that cannot)."""
+    if isinstance(storage, BatchedRDBStorage):
+        return storage.batch()
+    return contextlib.nullcontext()
 
 
 def _use_write_ahead_log(path: Path) -> None:

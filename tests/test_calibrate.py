@@ -90,8 +90,36 @@ def test_parts_of_a_cell_carry_their_graph_context(space):
     assert parts["nb201:nor_conv_1x1"] == ("dead",)
     assert parts["nb201:nor_conv_3x3"] == ("dead",)
     assert not network_is_constant(resolve(spec))
+    # dead node 2 sums an explicit zero (edge 2<-1 is none): told apart from plain dead code
+    spec = space.from_arch_str("|nor_conv_3x3~0|+|avg_pool_3x3~0|none~1|+|skip_connect~0|none~1|none~2|")
+    parts = {p.kind: p.tags for p in op_parts(resolve(spec)[1])}
+    assert parts["nb201:avg_pool_3x3"] == ("dead_zero_sum", "zero_sum")
+    assert parts["nb201:nor_conv_3x3"] == ("dead",)
+    assert parts["nb201:skip_connect"] == ("zero_sum",)
     assert network_is_constant(resolve(space.from_arch_str(
         "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|none~0|none~1|none~2|")))
+
+
+def test_removed_prior_moves_dead_parts_out_of_the_base(space):
+    from nas.latency.calibrate import Config, Featurizer
+
+    arch = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|none~2|"
+    ops = resolve(space.from_arch_str(arch))
+    runs = Featurizer(Config(("context",), ("dead",)), None).network(ops)
+    removed = Featurizer(Config(("context",), ("dead",), removed=("dead",)), None).network(ops)
+    cells = sum(op.type == "nb201" for op in ops)
+    # prior "runs": dead convs count in the base and carry a context feature
+    assert runs["count:nb201:nor_conv_3x3"] == cells and runs["ctx:nb201:nor_conv_3x3:dead"] == cells
+    # prior "removed": the base does not count them; the context feature still says they are there
+    assert removed["count:nb201:nor_conv_3x3"] == 0 and removed["ctx:nb201:nor_conv_3x3:dead"] == cells
+    assert runs["count:nb201:skip_connect"] == 2 * cells  # edge 2<-0 (dead) and edge 3<-0 (live)
+    assert removed["count:nb201:skip_connect"] == cells
+
+
+def test_selection_picks_the_removed_prior_for_a_device_that_removes_dead_code(space):
+    train, y_train = sample(space, 120, 0)  # the synthetic device drops plain dead code
+    selected = calibrate(train, y_train).provenance["selected"]
+    assert "dead" in selected["removed"] and set(selected["removed"]) <= set(selected["tags"])
 
 
 def test_constant_networks_get_their_own_latency(space):
@@ -137,7 +165,8 @@ def test_calibrating_a_table(space):
     ("{not json", "not valid JSON"),
     ('{"format": "something-else"}', "not a calibrated latency model"),
     ('{"format": "nas-calibrated-latency", "version": 99}', "version 99"),
-    ('{"format": "nas-calibrated-latency", "version": 1, "config": {"groups": []}}', "corrupt or truncated"),
+    ('{"format": "nas-calibrated-latency", "version": 1}', "version 1; this code reads 2"),
+    ('{"format": "nas-calibrated-latency", "version": 2, "config": {"groups": []}}', "corrupt or truncated"),
 ])
 def test_corrupt_files_are_clear_errors(tmp_path, content, message):
     path = tmp_path / "bad.json"

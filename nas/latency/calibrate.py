@@ -51,9 +51,10 @@ import numpy as np
 from nas.ops import OpInstance, op_macs
 
 FORMAT = "nas-calibrated-latency"
-VERSION = 1
+VERSION = 2  # 2: dead code split by zero sums, removed-code priors
 GROUPS = ("keys", "context", "overhead", "pairs")
-CONTEXT_TAGS = ("dead", "zero_sum", "const_in")
+CONTEXT_TAGS = ("dead", "dead_zero_sum", "zero_sum", "const_in")
+REMOVABLE_TAGS = ("dead", "dead_zero_sum")  # dead code: a runtime may remove it
 HUBER_DELTA = 0.05  # relative error where the loss turns linear: half the +/-10% band
 RIDGE_GRID = (1e-6, 1e-4, 1e-2, 1.0)
 FOLDS = 5
@@ -94,25 +95,32 @@ def _cell_flow(ops: tuple[str, ...]) -> tuple[set[int], set[int]]:
     return fed, used
 
 
+def _dead_tags(node: int, used: set[int], zero_in: set[int]) -> tuple[str, ...]:
+    """Dead code, split by how a converter sees it: a dead node that sums an explicit zero
+    (``x * 0`` keeps a data dependency unless the converter folds it) is told apart from
+    plain dead code, which dead-code elimination removes."""
+    if node in used:
+        return ()
+    return ("dead_zero_sum",) if node in zero_in else ("dead",)
+
+
 def _cell_parts(op: OpInstance) -> tuple[Part, ...]:
     h, w, c = op.input
     fed, used = _cell_flow(op.ops)
+    zero_in = {d for (d, _), name in zip(_NB201_EDGES, op.ops) if name == "none"}
     shape = f"{h}x{w}x{c}"
     parts = []
     for e, name in enumerate(op.ops):
         if name == "none":
             continue
         dst, src = _NB201_EDGES[e]
-        tags = tuple(tag for tag, on in (
-            ("dead", dst not in used),
-            ("zero_sum", any(op.ops[k] == "none" for k, (d, _) in enumerate(_NB201_EDGES) if d == dst)),
-            ("const_in", src not in fed),
-        ) if on)
+        tags = _dead_tags(dst, used, zero_in) + tuple(tag for tag, on in (
+            ("zero_sum", dst in zero_in), ("const_in", src not in fed)) if on)
         k = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}.get(name, 0)
         parts.append(Part(f"nb201:{name}", f"nb201:{name}-{shape}", tags, k * k * c * c * h * w, 2 * h * w * c))
     for j in (1, 2, 3):
         inputs = sum(1 for e, (d, _) in enumerate(_NB201_EDGES) if d == j and op.ops[e] != "none")
-        tags = () if j in used else ("dead",)
+        tags = _dead_tags(j, used, zero_in)
         parts.extend(Part("nb201:add", f"nb201:add-{shape}", tags, 0, 3 * h * w * c) for _ in range(inputs - 1))
     return tuple(parts)
 
@@ -149,6 +157,7 @@ class Config:
     groups: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     table: bool = False
+    removed: tuple[str, ...] = ()  # tags whose parts the base features treat as not run
 
 
 def _table_ms(table: Mapping[str, float], op: OpInstance) -> float:
@@ -163,13 +172,15 @@ def _op_features(op: OpInstance, config: Config, table: Mapping[str, float] | No
     if config.table:
         f[f"table:{op.type}"] += _table_ms(table, op)
     for part in op_parts(op):
-        if not config.table or "overhead" in config.groups:
+        tags = [t for t in part.tags if t in config.tags]
+        if any(t in config.removed for t in tags):
+            pass  # the base assumes the runtime removes it; its ctx feature says what remains
+        elif not config.table or "overhead" in config.groups:
             f[f"count:{part.kind}"] += 1
             f[f"macs:{part.kind}"] += part.macs / 1e6
             f[f"act:{part.kind}"] += part.act / 1e5
-        if "keys" in config.groups:
+        if "keys" in config.groups and not any(t in config.removed for t in tags):
             f[f"key:{part.key}"] += 1
-        tags = [t for t in part.tags if t in config.tags]
         if "context" in config.groups and tags:
             f[f"ctx:{part.kind}:{'+'.join(tags)}"] += 1
     return f
@@ -214,9 +225,12 @@ class Featurizer:
 
 
 def _penalised(name: str, config: Config) -> bool:
-    """Refinements shrink towards the base model; only the intercept and, with a table, the
-    per-kind table scales are free."""
-    return not (name == "intercept" or name.startswith("table:"))
+    """Refinements shrink towards the base model; the intercept and the base costs (the
+    per-kind table scales, or without a table the per-kind count, MACs and activation terms)
+    are free. So the ridge pulls a context towards its prior: like live code, or, for a
+    ``removed`` tag, removed by the runtime."""
+    base = ("table:",) if config.table else ("table:", "count:", "macs:", "act:")
+    return not (name == "intercept" or name.startswith(base))
 
 
 # --------------------------------------------------------------------------------------
@@ -282,15 +296,20 @@ def _cv_loss(names, X, y, lam, config, seed) -> float:
 
 
 def _candidates(has_table: bool) -> list[Config]:
-    """Forward-selection moves: each adds one feature group (context tags one at a time)."""
-    return ([Config(("keys",))] + [Config(("context",), (t,)) for t in CONTEXT_TAGS]
+    """Forward-selection moves: each adds one feature group (context tags one at a time). A
+    dead-code tag comes in two priors: the part runs like live code, or the runtime removes
+    it (dead-code elimination); either way its context feature measures what remains."""
+    context = [Config(("context",), (t,)) for t in CONTEXT_TAGS]
+    removed = [Config(("context",), (t,), removed=(t,)) for t in REMOVABLE_TAGS]
+    return ([Config(("keys",))] + context + removed
             + [Config(("pairs",))] + ([Config(("overhead",))] if has_table else []))
 
 
 def _merge(a: Config, b: Config) -> Config:
     groups = tuple(g for g in GROUPS if g in a.groups or g in b.groups)
     tags = tuple(t for t in CONTEXT_TAGS if t in a.tags or t in b.tags)
-    return Config(groups, tags, a.table)
+    removed = tuple(t for t in REMOVABLE_TAGS if t in a.removed or t in b.removed)
+    return Config(groups, tags, a.table, removed)
 
 
 def select_config(nets, y, table, seed: int = 0) -> tuple[Config, float, list[dict]]:
@@ -317,7 +336,8 @@ def select_config(nets, y, table, seed: int = 0) -> tuple[Config, float, list[di
 
 
 def _config_dict(config: Config) -> dict:
-    return {"groups": list(config.groups), "tags": list(config.tags), "table": config.table}
+    return {"groups": list(config.groups), "tags": list(config.tags), "table": config.table,
+            "removed": list(config.removed)}
 
 
 # --------------------------------------------------------------------------------------
@@ -412,8 +432,9 @@ class CalibratedLatencyModel:
             raise CalibrationError(f"{where} has version {data.get('version')!r}; this code reads {VERSION}")
         try:
             cfg, corr = data["config"], data["correction"]
-            config = Config(tuple(cfg["groups"]), tuple(cfg["tags"]), bool(cfg["table"]))
-            unknown = set(config.groups) - set(GROUPS) | set(config.tags) - set(CONTEXT_TAGS)
+            config = Config(tuple(cfg["groups"]), tuple(cfg["tags"]), bool(cfg["table"]), tuple(cfg["removed"]))
+            unknown = (set(config.groups) - set(GROUPS) | set(config.tags) - set(CONTEXT_TAGS)
+                       | set(config.removed) - set(config.tags))
             if unknown:
                 raise CalibrationError(f"{where} names unknown feature groups or tags {sorted(unknown)}")
             coef = {str(k): float(v) for k, v in corr["coef"].items()}

@@ -35,7 +35,10 @@ def make_sampler(config: ExperimentConfig, objective: Objective, seed: int) -> o
     if kind == "nsga3":
         return optuna.samplers.NSGAIIISampler(population_size=config.sampler.population_size, seed=seed)
     if kind == "tpe":
-        return optuna.samplers.TPESampler(n_startup_trials=config.sampler.n_startup_trials, seed=seed)
+        # Multivariate: one joint model of all parameters per trial instead of one per parameter;
+        # with 48 parameters it is 4x cheaper and found better fronts (benchmarks/search_quality.py).
+        return optuna.samplers.TPESampler(n_startup_trials=config.sampler.n_startup_trials, seed=seed,
+                                          multivariate=True)
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise ExperimentError(f"unknown sampler {kind!r}")  # parse_config already restricts the kinds

@@ -16,15 +16,19 @@ one edge and one add of a NAS-Bench-201 cell), in feature groups:
 - ``keys``: one count per part key (op type and shapes): with no table, this is the additive
   per-op table fitted to the K networks.
 - ``context``: per part kind and graph context (``dead``: its result never reaches the
-  output; ``zero_sum``: it is summed with an explicit zero; ``const_in``: its input does not
-  depend on the network input): what dead-code elimination, zero-term removal and constant
-  folding do on this device's runtime.
+  output; ``dead_zero_sum``: the same, in a node that sums an explicit zero, which keeps a
+  data dependency unless the converter folds ``x * 0``; ``zero_sum``: it is summed with an
+  explicit zero; ``const_in``: its input does not depend on the network input): what
+  dead-code elimination, zero-term removal and constant folding do on this device's runtime.
+  A dead-code tag has two priors (``Config.removed``): the part runs like live code (the base
+  counts it), or the runtime removes it (the base does not); either way its context feature
+  measures what remains, and the ridge pulls that towards the prior.
 - ``overhead``: with a table, per-kind counts, MACs and activation sizes (what the table
   misses per op: call overhead, memory traffic).
 - ``pairs``: counts of adjacent op-type pairs (fused sequences).
 
-Which groups and which ridge strength are used is chosen by k-fold cross-validation inside the
-K training networks only; the fit minimises a Huber loss on the *relative* error, so the
+Which groups, priors and ridge strength are used is chosen by k-fold cross-validation inside
+the K training networks only; the fit minimises a Huber loss on the *relative* error, so the
 heavy-tailed noise of device measurements does not drag the fit. A network whose output does
 not depend on its input at all (a NAS-Bench-201 cell cut off from its input) is folded to a
 constant by deployment converters; it is predicted by the fastest such network among the K

@@ -122,3 +122,14 @@ def test_storages_without_batching_write_directly():
     with write_batch(storage):
         trial.suggest_categorical("p0", [1, 2])
         assert set(storage.get_trial(trial._trial_id).params) == {"p0"}
+
+
+def test_a_nested_block_joins_the_outer_one(tmp_path):
+    storage, study = open_study(tmp_path)
+    trial = study.ask()
+    with write_batch(storage):
+        with write_batch(storage):
+            trial.set_user_attr("inner", 1)
+        assert storage.get_trial(trial._trial_id).user_attrs == {}  # not yet: the outer block is open
+        trial.set_user_attr("outer", 2)
+    assert storage.get_trial(trial._trial_id).user_attrs == {"inner": 1, "outer": 2}

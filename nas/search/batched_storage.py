@@ -33,15 +33,19 @@ import sqlalchemy.dialects.postgresql
 import sqlalchemy.dialects.sqlite
 from optuna import distributions
 from optuna.storages import RDBStorage
-from optuna.storages._rdb import models
-from optuna.storages._rdb.storage import _create_scoped_session
+
+try:  # Optuna internals; without them every write goes one by one (see batching_supported)
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+except ImportError:  # pragma: no cover - depends on the installed Optuna
+    models = _create_scoped_session = None
 
 _HELPERS = ("_set_trial_param", "_set_trial_param_without_commit", "_set_trial_attr_without_commit")
 
 
 def batching_supported() -> bool:
     """True when the installed Optuna has the internal helpers batching relies on."""
-    return all(callable(getattr(RDBStorage, name, None)) for name in _HELPERS)
+    return models is not None and all(callable(getattr(RDBStorage, name, None)) for name in _HELPERS)
 
 
 class BatchedRDBStorage(RDBStorage):
@@ -55,7 +59,8 @@ class BatchedRDBStorage(RDBStorage):
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
         """Collect parameter and attribute writes made by this thread; write them in one
-        transaction when the block ends without an exception. Not re-entrant."""
+        transaction when the block ends without an exception. A nested block joins the
+        outer one."""
         if not batching_supported() or getattr(self._local, "pending", None) is not None:
             yield
             return
@@ -81,17 +86,17 @@ class BatchedRDBStorage(RDBStorage):
         pending.append(_Param(trial_id, param_name, param_value_internal, distribution, previous_distribution))
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
-        self._attr(models.TrialUserAttributeModel, trial_id, key, value, super().set_trial_user_attr)
+        self._attr(False, trial_id, key, value, super().set_trial_user_attr)
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
-        self._attr(models.TrialSystemAttributeModel, trial_id, key, value, super().set_trial_system_attr)
+        self._attr(True, trial_id, key, value, super().set_trial_system_attr)
 
-    def _attr(self, model_cls, trial_id: int, key: str, value: Any, write_now) -> None:
+    def _attr(self, system: bool, trial_id: int, key: str, value: Any, write_now) -> None:
         pending = self._pending()
         if pending is None:
             write_now(trial_id, key, value)
             return
-        pending.append(_Attr(model_cls, trial_id, key, json.dumps(value)))
+        pending.append(_Attr(system, trial_id, key, json.dumps(value)))
 
     def _write(self, pending: list) -> None:
         """Write the batch in one transaction, with the checks Optuna makes per write: the
@@ -101,8 +106,9 @@ class BatchedRDBStorage(RDBStorage):
                 trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
                 self.check_trial_is_updatable(trial_id, trial.state)
             self._write_params(session, [item for item in pending if isinstance(item, _Param)])
-            for model_cls in (models.TrialUserAttributeModel, models.TrialSystemAttributeModel):
-                attrs = [item for item in pending if isinstance(item, _Attr) and item.model_cls is model_cls]
+            for system, model_cls in ((False, models.TrialUserAttributeModel),
+                                      (True, models.TrialSystemAttributeModel)):
+                attrs = [item for item in pending if isinstance(item, _Attr) and item.system is system]
                 self._write_attrs(session, model_cls, attrs)
 
     def _write_params(self, session, params: list[_Param]) -> None:
@@ -144,7 +150,7 @@ class _Param:
 
 @dataclass(frozen=True)
 class _Attr:
-    model_cls: type
+    system: bool  # a system attribute (constraints, ...) rather than a user attribute
     trial_id: int
     key: str
     value_json: str

@@ -66,8 +66,8 @@ def make_storage(url: str, heartbeat_interval_s: int = 5, grace_period_s: int = 
         engine_kwargs["pool_pre_ping"] = True
     try:
         storage = BatchedRDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval_s,
-                             grace_period=grace_period_s,
-                             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(MAX_RETRY))
+                                    grace_period=grace_period_s,
+                                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(MAX_RETRY))
     except Exception as exc:  # sqlalchemy/driver errors: keep the cause, hide the password
         message = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         raise StorageError(f"cannot open storage {redact(url)!r}: {message}") from None

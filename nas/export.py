@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from nas import export_verify as verify
+from nas.config import ExperimentConfig
 from nas.data import Dataset, Split
 from nas.export_card import accuracy_notes, int8_kernel_notes, render_readme, speed_notes
 from nas.export_select import ExportError, Selection, select_architecture
@@ -113,20 +114,17 @@ def full_training_set(dataset: Dataset) -> Dataset:
     return dataclasses.replace(dataset, train=merged)
 
 
-def retrain_budget(config: dict[str, Any] | None, epochs: int, seed: int | None = None) -> Budget:
+def retrain_budget(config: ExperimentConfig | None, epochs: int, seed: int | None = None) -> Budget:
     """The budget of a retraining run: the search's training settings (optimizer, batch size,
     learning rate, augmentation, ... from a ``train`` evaluator's options) with ``epochs``
     epochs on the whole training set and no time limit."""
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ExportError(f"retrain epochs must be a positive integer, got {epochs!r}")
-    evaluator = (config or {}).get("evaluator") or {}
-    options = dict(evaluator.get("options") or {}) if evaluator.get("kind", "train") == "train" else {}
+    trains = config is not None and config.evaluator.kind == "train"
+    options = dict(config.evaluator.options) if trains else {}
     known = {f.name for f in dataclasses.fields(Budget)} - {"epochs", "fraction", "max_seconds"}
     settings = {k: v for k, v in options.items() if k in known}
-    if seed is not None:
-        settings["seed"] = seed
-    else:
-        settings.setdefault("seed", int((config or {}).get("seed", 0)))
+    settings["seed"] = seed if seed is not None else settings.get("seed", config.seed if config else 0)
     try:
         return Budget(**{**settings, "epochs": epochs, "fraction": 1.0})
     except ValueError as exc:
@@ -328,7 +326,7 @@ def onnx_input_name(path: Path) -> str:
 # from a search run
 
 
-def load_run_dataset(config: dict[str, Any]) -> Dataset:
+def load_run_dataset(config: ExperimentConfig) -> Dataset:
     """The dataset the run searched on (same name, folder, validation share and split seed).
 
     Raises:
@@ -336,11 +334,10 @@ def load_run_dataset(config: dict[str, Any]) -> Dataset:
     """
     from nas.data import DataError, load_dataset
 
-    data = config.get("dataset") or {}
-    options = ((config.get("evaluator") or {}).get("options")) or {}
+    data = config.dataset
     try:
-        return load_dataset(data.get("name", "fashion-mnist"), data.get("path"),
-                            val_fraction=data.get("val_fraction", 0.1), split_seed=options.get("split_seed", 0))
+        return load_dataset(data.name, data.path, val_fraction=data.val_fraction,
+                            split_seed=config.evaluator.options.get("split_seed", 0))
     except (DataError, FileNotFoundError) as exc:
         raise ExportError(f"cannot load the run's dataset: {exc}") from None
 
@@ -350,10 +347,9 @@ def predict_latency(selection: Selection) -> dict[str, Any]:
     run's table when it loads, else the value the search recorded with it."""
     from nas.latency import load_latency_model
 
-    latency = selection.config.get("latency") or {}
-    table = latency.get("table")
+    table = selection.config.latency.table
     try:
-        model = load_latency_model(table, missing=latency.get("missing", "error"))
+        model = load_latency_model(table, missing=selection.config.latency.missing)
         ms = float(model.predict(resolve(selection.spec)))
     except (ValueError, OSError, TypeError) as exc:
         reason = str(exc).splitlines()[0][:200]

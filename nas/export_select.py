@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from nas.config import ConfigError, ExperimentConfig, parse_config
 from nas.spec import ArchSpec, SpecError
 
 
@@ -39,7 +40,7 @@ class Selection:
     params: int | None
     how: str
     run_folder: str
-    config: dict[str, Any]
+    config: ExperimentConfig
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_folder": self.run_folder, "trial": self.trial, "chosen_by": self.how,
@@ -48,11 +49,11 @@ class Selection:
                 "spec_string": self.spec.to_string()}
 
 
-def read_run_config(folder: str | Path) -> dict[str, Any]:
-    """The run folder's config.yaml as a mapping.
+def read_run_config(folder: str | Path) -> ExperimentConfig:
+    """The run folder's config.yaml, parsed and validated like the config the run started from.
 
     Raises:
-        ExportError: the folder or its config.yaml is missing or unreadable.
+        ExportError: the folder or its config.yaml is missing, unreadable or not a valid config.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -61,12 +62,11 @@ def read_run_config(folder: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ExportError(f"{str(folder)!r} is not a run folder: it has no config.yaml (run `nas search` first)")
     try:
-        data = yaml.safe_load(path.read_text())
+        return parse_config(yaml.safe_load(path.read_text()), str(path))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ExportError(f"{path} is not readable YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ExportError(f"{path} is not an experiment config (expected a mapping)")
-    return data
+    except ConfigError as exc:
+        raise ExportError(f"{path} is not a valid experiment config: {str(exc).removeprefix(f'{path}: ')}") from None
 
 
 def _number(value: Any) -> float | None:

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from nas.cli import main as cli_main
+from nas.config import parse_config
 from nas.data import load_dataset
 from nas.export import (
     FORMAT_FILES,
@@ -278,6 +279,10 @@ def test_missing_run_folder_and_empty_front(tmp_path):
     (tmp_path / "plain").mkdir()
     with pytest.raises(ExportError, match="has no config.yaml"):
         select_architecture(tmp_path / "plain", pareto_index=0)
+    (tmp_path / "plain" / "config.yaml").write_text("name: x\nspace: hybrid\nlatency: {table: t.csv}\ntrails: 3\n")
+    typo = r"not a valid experiment config: unknown key trails \(did you mean 'trials'\?\)"
+    with pytest.raises(ExportError, match=typo):
+        select_architecture(tmp_path / "plain", pareto_index=0)
     # a latency limit nothing meets: every trial is infeasible and none is evaluated
     empty = make_run(tmp_path / "empty", objective={"max_latency_ms": 1e-9})
     with pytest.raises(ExportError, match="Pareto front of .* is empty"):
@@ -321,12 +326,16 @@ def test_retraining_uses_the_whole_training_set_and_the_search_settings(syntheti
     full = full_training_set(synthetic)
     assert len(full.train) == len(synthetic.train) + len(synthetic.val)
     assert full.test is synthetic.test and full.mean == synthetic.mean
-    config = {"seed": 4, "evaluator": {"kind": "train", "options": {"epochs": 1, "fraction": 0.2, "lr": 0.05,
-                                                                    "batch_size": 64, "max_seconds": 9}}}
+    def run_config(**fields):
+        return parse_config({"name": "t", "space": "hybrid", "latency": {"table": "t.csv"}, "trials": 1, **fields})
+
+    config = run_config(seed=4, evaluator={"kind": "train", "options": {"epochs": 1, "fraction": 0.2, "lr": 0.05,
+                                                                        "batch_size": 64, "max_seconds": 9}})
     budget = retrain_budget(config, 7)
     assert (budget.epochs, budget.fraction, budget.lr, budget.batch_size, budget.max_seconds, budget.seed) == \
         (7, 1.0, 0.05, 64, None, 4)
-    assert retrain_budget({"evaluator": {"kind": "proxy", "options": {"batches": 2}}}, 3).epochs == 3
+    assert retrain_budget(config, 7, seed=9).seed == 9
+    assert retrain_budget(run_config(evaluator={"kind": "proxy", "options": {"batches": 2}}), 3).epochs == 3
     with pytest.raises(ExportError, match="positive integer"):
         retrain_budget(config, 0)
 

@@ -80,9 +80,10 @@ def normalise(points, score_range, latency_ref) -> np.ndarray:
     return np.array([(1 - (s - lo) / (hi - lo), lat / latency_ref) for s, lat in points], dtype=float).reshape(-1, 2)
 
 
-def improvement(points: np.ndarray, baselines: np.ndarray) -> float:
-    """Hypervolume the points add to the baselines' (both normalised, reference (1, 1))."""
-    return hypervolume_2d(np.vstack([points, baselines]), (1.0, 1.0)) - hypervolume_2d(baselines, (1.0, 1.0))
+def improvement_over(baselines: np.ndarray):
+    """A measure: the hypervolume points add to the baselines' (both normalised, reference (1, 1))."""
+    base = hypervolume_2d(baselines, (1.0, 1.0))
+    return lambda points: hypervolume_2d(np.vstack([points, baselines]), (1.0, 1.0)) - base
 
 
 def hypervolume_ratios(result: dict, checkpoints: list[int]) -> dict:
@@ -116,10 +117,10 @@ def quality(args, table_model, folder) -> dict:
     score_range = (min(s for s, _ in every), max(s for s, _ in every))
     latency_ref = max(lat for _, lat in every)
     normalised = {key: normalise(points, score_range, latency_ref) for key, points in runs.items()}
-    base = normalise(list(baselines.values()), score_range, latency_ref)
     everything = np.concatenate(list(normalised.values()))
+    base = normalise(list(baselines.values()), score_range, latency_ref)
     measures = {"hypervolume": lambda pts: hypervolume_2d(pts, (1.0, 1.0)),
-                "improvement_over_baselines": lambda pts: improvement(pts, base)}
+                "improvement_over_baselines": improvement_over(base)}
     checkpoints = sorted({args.trials // 3, 2 * args.trials // 3, args.trials})
     report = {"checkpoints": checkpoints, "baselines": {name: {"score": s, "latency_ms": lat}
                                                         for name, (s, lat) in baselines.items()}}
@@ -144,7 +145,7 @@ def overhead(args, table_model, folder) -> dict:
     out = {}
     for storage in ("memory", f"sqlite:///{folder / 'overhead.db'}"):
         per_trial = []
-        for sampler in ("nsga2", "tpe", "random"):
+        for sampler in SAMPLERS:
             summary = run_one(args.space, table_model, ConstantEvaluator(), sampler, 0, args.overhead_trials,
                               folder / "overhead", storage=storage)
             per_trial.append((sampler, 1000 * summary.controller_s / max(1, summary.completed)))

@@ -16,7 +16,7 @@ from nas.search.study import make_storage, write_batch
 CHOICES = {f"p{i}": [1, 2, 3] for i in range(6)}
 
 
-def fill(study, trial, storage, value_of=lambda i: 2):
+def fill(trial, storage):
     with write_batch(storage):
         params = {name: trial.suggest_categorical(name, choices) for name, choices in CHOICES.items()}
         trial.set_user_attr("arch_id", "abc")
@@ -47,7 +47,7 @@ def test_sqlite_storage_is_batched(tmp_path):
 def check_read_back(storage, study, url):
     for _ in range(3):  # the first trial takes Optuna's own path for new names; later ones the bulk path
         trial = study.ask()
-        params = fill(study, trial, storage)
+        params = fill(trial, storage)
         study.tell(trial, 1.0)
     reopened = optuna.load_study(study_name=study.study_name, storage=url)  # plain Optuna reads it
     trials = reopened.get_trials()
@@ -97,7 +97,7 @@ def test_a_failing_block_writes_nothing(tmp_path):
 def test_an_incompatible_distribution_is_still_refused(tmp_path):
     storage, study = open_study(tmp_path)
     first = study.ask()
-    fill(study, first, storage)
+    fill(first, storage)
     study.tell(first, 1.0)
     second = study.ask()
     with pytest.raises(ValueError):
@@ -108,7 +108,7 @@ def test_an_incompatible_distribution_is_still_refused(tmp_path):
 def test_a_finished_trial_cannot_be_changed_through_a_batch(tmp_path):
     storage, study = open_study(tmp_path)
     trial = study.ask()
-    fill(study, trial, storage)
+    fill(trial, storage)
     study.tell(trial, 1.0)
     with pytest.raises(RuntimeError):
         with write_batch(storage):

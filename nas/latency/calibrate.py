@@ -177,13 +177,13 @@ def _op_features(op: OpInstance, config: Config, table: Mapping[str, float] | No
         f[f"table:{op.type}"] += _table_ms(table, op)
     for part in op_parts(op):
         tags = [t for t in part.tags if t in config.tags]
-        if any(t in config.removed for t in tags):
-            pass  # the base assumes the runtime removes it; its ctx feature says what remains
-        elif not config.table or "overhead" in config.groups:
+        # A removed part: the base assumes the runtime drops it; its ctx feature says what remains.
+        runs = not any(t in config.removed for t in tags)
+        if runs and (not config.table or "overhead" in config.groups):
             f[f"count:{part.kind}"] += 1
             f[f"macs:{part.kind}"] += part.macs / 1e6
             f[f"act:{part.kind}"] += part.act / 1e5
-        if "keys" in config.groups and not any(t in config.removed for t in tags):
+        if runs and "keys" in config.groups:
             f[f"key:{part.key}"] += 1
         if "context" in config.groups and tags:
             f[f"ctx:{part.kind}:{'+'.join(tags)}"] += 1

@@ -43,9 +43,12 @@ except ImportError:  # pragma: no cover - depends on the installed Optuna
 _HELPERS = ("_set_trial_param", "_set_trial_param_without_commit", "_set_trial_attr_without_commit")
 
 
+_SUPPORTED = models is not None and all(callable(getattr(RDBStorage, name, None)) for name in _HELPERS)
+
+
 def batching_supported() -> bool:
     """True when the installed Optuna has the internal helpers batching relies on."""
-    return models is not None and all(callable(getattr(RDBStorage, name, None)) for name in _HELPERS)
+    return _SUPPORTED
 
 
 class BatchedRDBStorage(RDBStorage):
@@ -61,7 +64,7 @@ class BatchedRDBStorage(RDBStorage):
         """Collect parameter and attribute writes made by this thread; write them in one
         transaction when the block ends without an exception. A nested block joins the
         outer one."""
-        if not batching_supported() or getattr(self._local, "pending", None) is not None:
+        if not _SUPPORTED or self._pending() is not None:
             yield
             return
         self._local.pending = []
@@ -96,7 +99,7 @@ class BatchedRDBStorage(RDBStorage):
         if pending is None:
             write_now(trial_id, key, value)
             return
-        pending.append(_Attr(system, trial_id, key, json.dumps(value)))
+        pending.append(_Attr(system, trial_id, key, value))
 
     def _write(self, pending: list) -> None:
         """Write the batch in one transaction, with the checks Optuna makes per write: the
@@ -124,15 +127,15 @@ class BatchedRDBStorage(RDBStorage):
             session.execute(sqlalchemy.insert(models.TrialParamModel), rows)
 
     def _write_attrs(self, session, model_cls, attrs: list[_Attr]) -> None:
-        latest = {(a.trial_id, a.key): a.value_json for a in attrs}  # the last write of a key wins
+        latest = {(a.trial_id, a.key): a.value for a in attrs}  # the last write of a key wins
         if not latest:
             return
         insert = _UPSERT_INSERTS.get(self.engine.name)
         if insert is None or (self.engine.name == "sqlite" and sqlite3.sqlite_version_info < (3, 24, 0)):
-            for (trial_id, key), value_json in latest.items():
-                self._set_trial_attr_without_commit(session, model_cls, trial_id, key, json.loads(value_json))
+            for (trial_id, key), value in latest.items():
+                self._set_trial_attr_without_commit(session, model_cls, trial_id, key, value)
             return
-        statement = insert(model_cls).values([{"trial_id": t, "key": k, "value_json": v}
+        statement = insert(model_cls).values([{"trial_id": t, "key": k, "value_json": json.dumps(v)}
                                               for (t, k), v in latest.items()])
         session.execute(statement.on_conflict_do_update(
             index_elements=[model_cls.trial_id, model_cls.key],
@@ -153,7 +156,7 @@ class _Attr:
     system: bool  # a system attribute (constraints, ...) rather than a user attribute
     trial_id: int
     key: str
-    value_json: str
+    value: Any
 
 
 # Dialects with a multi-row "insert ... on conflict update" (Optuna's own upsert per key).

@@ -1,9 +1,10 @@
 """Search quality: NSGA-II, TPE and random search on one space, compared by the hypervolume
 of (zero-cost proxy score, predicted latency) reached after N trials; plus the controller's
-own overhead per trial. Prints JSON.
+own overhead per trial (the run's wall time minus evaluation, in memory and on an SQLite file)
+next to what a bare Optuna loop over the same parameters costs on the same storages. Prints JSON.
 
     python benchmarks/search_quality.py [--space hybrid] [--table latency_tables/...csv]
-        [--trials 60] [--seeds 5] [--proxy naswot]
+        [--trials 60] [--seeds 5] [--proxy naswot] [--overhead-only]
 
 A zero-cost proxy stands in for accuracy so that the comparison runs in minutes; proxy
 results are cached by architecture, so every sampler sees the same score for a network.
@@ -22,6 +23,7 @@ seen, both minimised against the reference point (1, 1). Two figures per run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import statistics
@@ -31,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import optuna
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -42,7 +45,8 @@ from nas.ops import resolve  # noqa: E402
 from nas.report import evaluated, trials_frame  # noqa: E402
 from nas.search.pareto import hypervolume_2d  # noqa: E402
 from nas.search.runner import run_experiment  # noqa: E402
-from nas.space import get_reference  # noqa: E402
+from nas.search.study import make_storage, write_batch  # noqa: E402
+from nas.space import get_reference, get_space  # noqa: E402
 
 SAMPLERS = ("nsga2", "tpe", "random")
 
@@ -142,15 +146,41 @@ def quality(args, table_model, folder) -> dict:
 
 
 def overhead(args, table_model, folder) -> dict:
+    """The controller's cost per trial (the run's wall time minus evaluation time), and beside
+    it what Optuna alone costs for the same parameters: ask, one suggest per parameter, tell."""
     out = {}
-    for storage in ("memory", f"sqlite:///{folder / 'overhead.db'}"):
-        per_trial = []
+    storages = {"memory": "memory", "sqlite": f"sqlite:///{folder / 'overhead.db'}"}
+    for name, storage in storages.items():
+        per_trial = {}
         for sampler in SAMPLERS:
             summary = run_one(args.space, table_model, ConstantEvaluator(), sampler, 0, args.overhead_trials,
                               folder / "overhead", storage=storage)
-            per_trial.append((sampler, 1000 * summary.controller_s / max(1, summary.completed)))
-        out["sqlite" if storage.startswith("sqlite") else storage] = {s: round(ms, 2) for s, ms in per_trial}
+            per_trial[sampler] = round(1000 * summary.controller_s / max(1, summary.completed), 2)
+        out[name] = per_trial
+    choices = get_space(args.space, ConstantEvaluator.input_shape, ConstantEvaluator.classes).parameters()
+    out["optuna_alone_random_sampler"] = {
+        "memory": optuna_alone(choices, "memory", args.overhead_trials, batched=False),
+        "sqlite": optuna_alone(choices, f"sqlite:///{folder / 'bare.db'}", args.overhead_trials, batched=False),
+        "sqlite_batched": optuna_alone(choices, f"sqlite:///{folder / 'bare_batched.db'}", args.overhead_trials,
+                                       batched=True)}
     return out
+
+
+def optuna_alone(choices: dict, url: str, trials: int, batched: bool) -> float:
+    """Milliseconds per trial of a bare Optuna loop (random sampler) over the space's parameters,
+    on the storage the controller would open for ``url``; ``batched`` writes each trial's
+    parameters in one transaction as the controller does."""
+    storage = make_storage(url)
+    study = optuna.create_study(storage=storage, sampler=optuna.samplers.RandomSampler(seed=0),
+                                directions=["maximize", "minimize"])
+    start = time.perf_counter()
+    for _ in range(trials):
+        trial = study.ask()
+        with write_batch(storage) if batched else contextlib.nullcontext():
+            for name, options in choices.items():
+                trial.suggest_categorical(name, options)
+        study.tell(trial, [0.5, 1.0])
+    return round(1000 * (time.perf_counter() - start) / trials, 2)
 
 
 def main() -> None:
@@ -162,6 +192,7 @@ def main() -> None:
     parser.add_argument("--proxy", default="naswot")
     parser.add_argument("--population-size", type=int, default=16, help="NSGA-II population")
     parser.add_argument("--overhead-trials", type=int, default=100)
+    parser.add_argument("--overhead-only", action="store_true", help="measure only the controller's overhead")
     parser.add_argument("--baselines", nargs="+", default=["mobilenet_v2_0.35", "shufflenet_v2_x0.5",
                                                                 "mobilenet_v1_0.25"],
                         help="reference networks whose front the search should improve on (the quickstart's)")
@@ -177,7 +208,7 @@ def main() -> None:
                                                       and ROOT in Path(table).parents else table),
                   "trials": args.trials, "seeds": args.seeds, "proxy": args.proxy,
                   "nsga2_population": args.population_size,
-                  **quality(args, table_model, folder),
+                  **({} if args.overhead_only else quality(args, table_model, folder)),
                   "controller_overhead_ms_per_trial": overhead(args, table_model, folder)}
     report["elapsed_s"] = round(time.perf_counter() - start, 1)
     print(json.dumps(report, indent=2))

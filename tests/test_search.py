@@ -276,3 +276,11 @@ def test_baselines_are_trained_even_when_infeasible(tmp_path):
     assert baseline.user_attrs["baseline"] == "mobilenet_v1_1.0" and not baseline.user_attrs["feasible"]
     assert "score" in baseline.user_attrs and evaluator.calls[0] == baseline.user_attrs["arch_id"]
     assert pareto_frame(trials_frame(study)).empty  # infeasible networks never make the front
+
+
+def test_controller_time_is_the_run_minus_evaluation(tmp_path):
+    summary, evaluator, _ = run(make_config(tmp_path, trials=3), evaluator=FakeEvaluator(sleep_s=0.2))
+    assert len(evaluator.calls) == 3
+    assert summary.evaluation_s >= 0.6  # every evaluation counted...
+    assert summary.controller_s == pytest.approx(summary.elapsed_s - summary.evaluation_s)
+    assert summary.controller_s < 0.6  # ...and none of it counted as the controller's own cost

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from nas.ops import OpInstance, count_macs, count_params, resolve
 from nas.search.objectives import Measured, Objective
-from nas.search.study import Heartbeat, completed_trials, write_batch
+from nas.search.study import Heartbeat, completed_trials, heartbeats_enabled, write_batch
 from nas.space import SearchSpace
 from nas.spec import ArchSpec
 
@@ -51,9 +51,14 @@ class RunSummary:
     failed: int = 0
     interrupted: bool = False
     elapsed_s: float = 0.0
-    controller_s: float = 0.0  # time spent outside evaluation
+    evaluation_s: float = 0.0  # time spent in the evaluator
     notes: list[str] = field(default_factory=list)
     study: optuna.Study | None = field(default=None, repr=False)
+
+    @property
+    def controller_s(self) -> float:
+        """Everything else the run spent: sampling, storage, deduplication, the loop's checks."""
+        return max(0.0, self.elapsed_s - self.evaluation_s)
 
 
 def _log_line(message: str) -> None:
@@ -112,15 +117,17 @@ class Controller:
         run even when the trial budget is reached, so no queued architecture is lost."""
         return len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
+    def heartbeat_interval_s(self) -> float:
+        return self.storage.get_heartbeat_interval() if heartbeats_enabled(self.storage) else 0.0
+
     def wait_for_dead_workers(self) -> bool:
         """With the budget reached, other trials may still be running. Wait up to one grace
         period for any of them to turn stale (a dead worker's) and be re-queued; True when a
         re-queued trial is waiting to be run here."""
-        storage = self.storage
-        interval = storage.get_heartbeat_interval() if isinstance(storage, optuna.storages.RDBStorage) else None
-        if interval is None:
+        if not heartbeats_enabled(self.storage):
             return False
-        deadline = time.monotonic() + (storage.grace_period or 2 * interval) + 2 * interval
+        interval = self.storage.get_heartbeat_interval()
+        deadline = time.monotonic() + (self.storage.grace_period or 2 * interval) + 2 * interval
         while time.monotonic() < deadline:
             if not self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 return False
@@ -139,9 +146,13 @@ class Controller:
         done = self.completed_count()
         bar = tqdm(total=self.trials, initial=min(done, self.trials or done), unit="trial",
                    disable=not self.progress, dynamic_ncols=True, desc=self.study.study_name)
+        next_stale_check = 0.0
         try:
             while True:
-                optuna.storages.fail_stale_trials(self.study)
+                if time.monotonic() >= next_stale_check:
+                    # Heartbeats are this far apart: checking for dead workers more often finds nothing new.
+                    optuna.storages.fail_stale_trials(self.study)
+                    next_stale_check = time.monotonic() + self.heartbeat_interval_s()
                 if self.timeout_s is not None and time.perf_counter() - start >= self.timeout_s:
                     summary.notes.append(f"stopped by the {self.timeout_s:g} s timeout")
                     break
@@ -166,9 +177,8 @@ class Controller:
     def step(self, summary: RunSummary) -> int:
         """Ask for one trial, measure it, evaluate it unless infeasible or known, tell;
         returns the trial's number."""
-        t0 = time.perf_counter()
         trial = self.study.ask()
-        if self.storage is not None and Heartbeat(self.storage, trial._trial_id).enabled:
+        if heartbeats_enabled(self.storage):
             self.storage.record_heartbeat(trial._trial_id)  # from now on a dead worker is detectable
         with write_batch(self.storage):  # one transaction instead of one per parameter
             params = {name: trial.suggest_categorical(name, choices) for name, choices in self.choices.items()}
@@ -186,13 +196,11 @@ class Controller:
         if not runs:
             self.study.tell(trial, self.objective.unevaluated_values(m))
             summary.infeasible += 1
-            summary.controller_s += time.perf_counter() - t0
             return trial.number
         if earlier is not None and earlier.state == TrialState.RUNNING:
             trial.set_user_attr("duplicate_running_of", earlier.number)
             self.study.tell(trial, state=TrialState.PRUNED)  # another worker is evaluating it
             summary.duplicates += 1
-            summary.controller_s += time.perf_counter() - t0
             return trial.number
         if earlier is not None:
             with write_batch(self.storage):
@@ -201,22 +209,23 @@ class Controller:
                     trial.set_user_attr(key, earlier.user_attrs.get(key))
             self.study.tell(trial, list(earlier.values))
             summary.duplicates += 1
-            summary.controller_s += time.perf_counter() - t0
             return trial.number
-        summary.controller_s += time.perf_counter() - t0
         self.evaluate_and_tell(trial, spec, m, summary)
         return trial.number
 
     def evaluate_and_tell(self, trial: optuna.Trial, spec: ArchSpec, m: Measured, summary: RunSummary) -> None:
         t_eval = time.perf_counter()
-        with Heartbeat(self.storage, trial._trial_id):  # ask/tell has no public trial id
+        # step() recorded the first beat when it asked; ask/tell has no public trial id
+        with Heartbeat(self.storage, trial._trial_id, beat_on_enter=False):
             try:
                 metrics = self.evaluator.evaluate(spec)
             except KeyboardInterrupt:
+                summary.evaluation_s += time.perf_counter() - t_eval
                 trial.set_user_attr("interrupted", True)
                 self.study.tell(trial, state=TrialState.FAIL)
                 raise
             except Exception as exc:  # one failed evaluation must not end the search...
+                summary.evaluation_s += time.perf_counter() - t_eval
                 trial.set_user_attr("status", "error")
                 trial.set_user_attr("reason", f"{type(exc).__name__}: {exc}"[:500])
                 self.study.tell(trial, state=TrialState.FAIL)
@@ -228,7 +237,7 @@ class Controller:
                 return
         self.consecutive_errors = 0
         eval_s = time.perf_counter() - t_eval
-        t1 = time.perf_counter()
+        summary.evaluation_s += eval_s
         score = metrics.get(self.evaluator.objective)
         status = metrics.get("status", "ok")
         ok = status == "ok" and isinstance(score, (int, float)) and math.isfinite(score)
@@ -249,7 +258,6 @@ class Controller:
             summary.evaluated += 1
             self.log(f"trial {trial.number}: {self.evaluator.objective} {score:.4f}  latency {m.latency_ms:.3f} ms"
                      f"  {m.macs / 1e6:.1f} MMACs  ({eval_s:.1f} s)  {spec.arch_id}")
-        summary.controller_s += time.perf_counter() - t1
 
     def find_earlier(self, arch_id: str, number: int) -> FrozenTrial | None:
         """A completed, evaluated trial of the same architecture, else one still running in

@@ -104,13 +104,20 @@ def _relaxed_sync(dbapi_connection, _record) -> None:
     dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
 
+def heartbeats_enabled(storage: optuna.storages.BaseStorage | None) -> bool:
+    """Whether running trials on this storage record heartbeats (RDB storages opened by
+    :func:`make_storage`)."""
+    return isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None
+
+
 class Heartbeat:
     """Records a running trial's heartbeat from a background thread, so that the trial of a
     worker that dies is detected as stale and retried (ask/tell has no built-in heartbeat)."""
 
-    def __init__(self, storage: optuna.storages.BaseStorage | None, trial_id: int):
-        self.storage, self.trial_id = storage, trial_id
-        self.enabled = isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None
+    def __init__(self, storage: optuna.storages.BaseStorage | None, trial_id: int, beat_on_enter: bool = True):
+        """``beat_on_enter=False`` when the caller has just recorded the trial's first beat."""
+        self.storage, self.trial_id, self.beat_on_enter = storage, trial_id, beat_on_enter
+        self.enabled = heartbeats_enabled(storage)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True)
 
@@ -123,7 +130,8 @@ class Heartbeat:
         if self.enabled:
             # The first beat is recorded before evaluation starts: a trial without any
             # heartbeat row is never detected as stale.
-            self.storage.record_heartbeat(self.trial_id)
+            if self.beat_on_enter:
+                self.storage.record_heartbeat(self.trial_id)
             self._thread.start()
         return self
 

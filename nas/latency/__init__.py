@@ -3,7 +3,7 @@
 Public entry point::
 
     from nas.latency import load_latency_model
-    model = load_latency_model("latency_tables/mobilenet_v2-28x28x1-ort-x86.csv")
+    model = load_latency_model("latency_tables/mobilenet_v2-28x28x1-ort-xeon2c.csv")
     model.check_input((28, 28, 1))      # ValueError if measured for another input shape
     ms = model.predict(ops)             # ops = nas.ops.resolve(spec); milliseconds
     rows = model.breakdown(ops)         # per-op shares (ms)

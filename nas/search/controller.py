@@ -215,7 +215,7 @@ class Controller:
 
     def evaluate_and_tell(self, trial: optuna.Trial, spec: ArchSpec, m: Measured, summary: RunSummary) -> None:
         t_eval = time.perf_counter()
-        # step() recorded the first beat when it asked; ask/tell has no public trial id
+        # step() recorded the first beat right after ask (_trial_id: ask/tell has no public trial id)
         with Heartbeat(self.storage, trial._trial_id, beat_on_enter=False):
             try:
                 metrics = self.evaluator.evaluate(spec)

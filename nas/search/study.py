@@ -128,8 +128,8 @@ class Heartbeat:
 
     def __enter__(self) -> Heartbeat:
         if self.enabled:
-            # The first beat is recorded before evaluation starts: a trial without any
-            # heartbeat row is never detected as stale.
+            # The first beat must be recorded before evaluation starts (here, or by the
+            # caller just before): a trial without any heartbeat row is never detected as stale.
             if self.beat_on_enter:
                 self.storage.record_heartbeat(self.trial_id)
             self._thread.start()

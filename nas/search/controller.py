@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from nas.ops import OpInstance, count_macs, count_params, resolve
 from nas.search.objectives import Measured, Objective
-from nas.search.study import Heartbeat, completed_trials, heartbeats_enabled, write_batch
+from nas.search.study import Heartbeat, completed_trials, first_heartbeat, heartbeats_enabled, write_batch
 from nas.space import SearchSpace
 from nas.spec import ArchSpec
 
@@ -124,9 +124,9 @@ class Controller:
         """With the budget reached, other trials may still be running. Wait up to one grace
         period for any of them to turn stale (a dead worker's) and be re-queued; True when a
         re-queued trial is waiting to be run here."""
-        if not heartbeats_enabled(self.storage):
+        interval = self.heartbeat_interval_s()
+        if not interval:
             return False
-        interval = self.storage.get_heartbeat_interval()
         deadline = time.monotonic() + (self.storage.grace_period or 2 * interval) + 2 * interval
         while time.monotonic() < deadline:
             if not self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -178,8 +178,7 @@ class Controller:
         """Ask for one trial, measure it, evaluate it unless infeasible or known, tell;
         returns the trial's number."""
         trial = self.study.ask()
-        if heartbeats_enabled(self.storage):
-            self.storage.record_heartbeat(trial._trial_id)  # from now on a dead worker is detectable
+        first_heartbeat(self.storage, trial._trial_id)  # ask/tell has no public trial id
         with write_batch(self.storage):  # one transaction instead of one per parameter
             params = {name: trial.suggest_categorical(name, choices) for name, choices in self.choices.items()}
             spec = self.space.decode(params)
@@ -214,18 +213,14 @@ class Controller:
         return trial.number
 
     def evaluate_and_tell(self, trial: optuna.Trial, spec: ArchSpec, m: Measured, summary: RunSummary) -> None:
-        t_eval = time.perf_counter()
-        # step() recorded the first beat right after ask (_trial_id: ask/tell has no public trial id)
-        with Heartbeat(self.storage, trial._trial_id, beat_on_enter=False):
+        with Heartbeat(self.storage, trial._trial_id):
             try:
-                metrics = self.evaluator.evaluate(spec)
+                metrics, eval_s = self.timed_evaluation(spec, summary)
             except KeyboardInterrupt:
-                summary.evaluation_s += time.perf_counter() - t_eval
                 trial.set_user_attr("interrupted", True)
                 self.study.tell(trial, state=TrialState.FAIL)
                 raise
             except Exception as exc:  # one failed evaluation must not end the search...
-                summary.evaluation_s += time.perf_counter() - t_eval
                 trial.set_user_attr("status", "error")
                 trial.set_user_attr("reason", f"{type(exc).__name__}: {exc}"[:500])
                 self.study.tell(trial, state=TrialState.FAIL)
@@ -236,8 +231,6 @@ class Controller:
                     raise
                 return
         self.consecutive_errors = 0
-        eval_s = time.perf_counter() - t_eval
-        summary.evaluation_s += eval_s
         score = metrics.get(self.evaluator.objective)
         status = metrics.get("status", "ok")
         ok = status == "ok" and isinstance(score, (int, float)) and math.isfinite(score)
@@ -258,6 +251,16 @@ class Controller:
             summary.evaluated += 1
             self.log(f"trial {trial.number}: {self.evaluator.objective} {score:.4f}  latency {m.latency_ms:.3f} ms"
                      f"  {m.macs / 1e6:.1f} MMACs  ({eval_s:.1f} s)  {spec.arch_id}")
+
+    def timed_evaluation(self, spec: ArchSpec, summary: RunSummary) -> tuple[dict[str, Any], float]:
+        """The evaluator's metrics and seconds; the time counts as evaluation even when it raises."""
+        start = time.perf_counter()
+        try:
+            metrics = self.evaluator.evaluate(spec)
+        finally:
+            seconds = time.perf_counter() - start
+            summary.evaluation_s += seconds
+        return metrics, seconds
 
     def find_earlier(self, arch_id: str, number: int) -> FrozenTrial | None:
         """A completed, evaluated trial of the same architecture, else one still running in

@@ -110,13 +110,21 @@ def heartbeats_enabled(storage: optuna.storages.BaseStorage | None) -> bool:
     return isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None
 
 
+def first_heartbeat(storage: optuna.storages.BaseStorage | None, trial_id: int) -> None:
+    """Record a trial's first heartbeat as soon as it is asked: a trial without any heartbeat
+    row is never detected as stale, so from now on a dead worker's trial is retried.
+    :class:`Heartbeat` keeps beating while the trial is evaluated."""
+    if heartbeats_enabled(storage):
+        storage.record_heartbeat(trial_id)
+
+
 class Heartbeat:
     """Records a running trial's heartbeat from a background thread, so that the trial of a
-    worker that dies is detected as stale and retried (ask/tell has no built-in heartbeat)."""
+    worker that dies is detected as stale and retried (ask/tell has no built-in heartbeat).
+    The first beat is :func:`first_heartbeat`'s."""
 
-    def __init__(self, storage: optuna.storages.BaseStorage | None, trial_id: int, beat_on_enter: bool = True):
-        """``beat_on_enter=False`` when the caller has just recorded the trial's first beat."""
-        self.storage, self.trial_id, self.beat_on_enter = storage, trial_id, beat_on_enter
+    def __init__(self, storage: optuna.storages.BaseStorage | None, trial_id: int):
+        self.storage, self.trial_id = storage, trial_id
         self.enabled = heartbeats_enabled(storage)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True)
@@ -128,10 +136,6 @@ class Heartbeat:
 
     def __enter__(self) -> Heartbeat:
         if self.enabled:
-            # The first beat must be recorded before evaluation starts (here, or by the
-            # caller just before): a trial without any heartbeat row is never detected as stale.
-            if self.beat_on_enter:
-                self.storage.record_heartbeat(self.trial_id)
             self._thread.start()
         return self
 

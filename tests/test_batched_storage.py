@@ -1,5 +1,6 @@
 """The batched RDB storage: a trial's parameters and attributes written in one transaction,
-read back exactly as plain Optuna writes them, and nothing written when the block fails."""
+read back exactly as plain Optuna writes them, and nothing written when the block fails; this
+worker's trials read from memory exactly as the database holds them."""
 
 from __future__ import annotations
 
@@ -31,6 +32,11 @@ def open_study(tmp_path, url=None):
     study = optuna.create_study(storage=storage, study_name=f"batched-{uuid.uuid4().hex[:8]}",
                                 sampler=optuna.samplers.RandomSampler(seed=0))
     return storage, study
+
+
+def database(url):
+    """A plain Optuna reader of the same database: what every other worker sees."""
+    return optuna.storages.RDBStorage(url)
 
 
 def test_the_installed_optuna_supports_batching():
@@ -71,13 +77,16 @@ def test_batched_writes_on_postgres(tmp_path, postgres_url):
 
 def test_nothing_is_written_while_the_batch_is_open(tmp_path):
     storage, study = open_study(tmp_path)
+    others = database(f"sqlite:///{tmp_path / 'study.db'}")
     trial = study.ask()
     with write_batch(storage):
         trial.suggest_categorical("p0", [1, 2, 3])
         trial.set_user_attr("arch_id", "x")
-        seen = storage.get_trial(trial._trial_id)
+        seen = others.get_trial(trial._trial_id)
         assert seen.params == {} and seen.user_attrs == {}
-    seen = storage.get_trial(trial._trial_id)
+        mine = storage.get_trial(trial._trial_id)  # the writer reads its own writes
+        assert set(mine.params) == {"p0"} and mine.user_attrs == {"arch_id": "x"}
+    seen = others.get_trial(trial._trial_id)
     assert set(seen.params) == {"p0"} and seen.user_attrs == {"arch_id": "x"}
 
 
@@ -89,8 +98,9 @@ def test_a_failing_block_writes_nothing(tmp_path):
             trial.suggest_categorical("p0", [1, 2, 3])
             trial.set_user_attr("arch_id", "x")
             raise KeyError("evaluation broke")
-    seen = storage.get_trial(trial._trial_id)
-    assert seen.params == {} and seen.user_attrs == {}
+    for reader in (storage, database(f"sqlite:///{tmp_path / 'study.db'}")):
+        seen = reader.get_trial(trial._trial_id)
+        assert seen.params == {} and seen.user_attrs == {}
     study.tell(trial, state=TrialState.FAIL)  # the caller can still fail the trial
 
 
@@ -127,9 +137,99 @@ def test_storages_without_batching_write_directly():
 def test_a_nested_block_joins_the_outer_one(tmp_path):
     storage, study = open_study(tmp_path)
     trial = study.ask()
+    others = database(f"sqlite:///{tmp_path / 'study.db'}")
     with write_batch(storage):
         with write_batch(storage):
             trial.set_user_attr("inner", 1)
-        assert storage.get_trial(trial._trial_id).user_attrs == {}  # not yet: the outer block is open
+        assert others.get_trial(trial._trial_id).user_attrs == {}  # not yet: the outer block is open
         trial.set_user_attr("outer", 2)
-    assert storage.get_trial(trial._trial_id).user_attrs == {"inner": 1, "outer": 2}
+    assert others.get_trial(trial._trial_id).user_attrs == {"inner": 1, "outer": 2}
+
+
+# ---- this worker's trials, read from memory
+
+
+def run_mixed_trials(storage, study):
+    """Trials in every state a search leaves, some with attributes set after the batch."""
+    study.enqueue_trial({"p0": 2}, user_attrs={"baseline": "queued"})
+    for i, outcome in enumerate([1.0, TrialState.FAIL, 0.5, TrialState.PRUNED, (2.0,)]):
+        trial = study.ask()
+        fill(trial, storage)
+        trial.set_user_attr("late", [i, (i, "tuple")])  # outside a batch; a tuple reads back as a list
+        if isinstance(outcome, TrialState):
+            study.tell(trial, state=outcome)
+        else:
+            study.tell(trial, outcome)
+    return study.ask()  # left running
+
+
+def assert_reads_match_the_database(storage, study, reader):
+    mine = study.get_trials(deepcopy=False)
+    theirs = reader.get_all_trials(reader.get_study_id_from_name(study.study_name))
+    assert mine == theirs
+    for trial in theirs:
+        assert storage.get_trial(trial._trial_id) == trial
+
+
+def test_this_workers_trials_read_from_memory_equal_the_database(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    storage, study = open_study(tmp_path)
+    running = run_mixed_trials(storage, study)
+    fill(running, storage)
+    assert_reads_match_the_database(storage, study, database(url))
+    study.tell(running, 3.0)
+    assert_reads_match_the_database(storage, study, database(url))
+
+
+def test_reads_from_memory_match_postgres(tmp_path, postgres_url):
+    storage, study = open_study(tmp_path, postgres_url)
+    running = run_mixed_trials(storage, study)
+    fill(running, storage)
+    assert_reads_match_the_database(storage, study, database(postgres_url))
+
+
+def check_other_workers_trials_are_read_from_the_database(tmp_path, url):
+    storage, study = open_study(tmp_path, url)
+    other = optuna.load_study(study_name=study.study_name, storage=make_storage(url))
+    mine = study.ask()
+    fill(mine, storage)
+    theirs = other.ask()
+    theirs.set_user_attr("worker", "other")
+    assert [t.number for t in study.get_trials()] == [0, 1]
+    other.tell(theirs, 0.25)
+    study.tell(mine, 0.75)
+    assert_reads_match_the_database(storage, study, database(url))
+    assert study.get_trials()[1].user_attrs == {"worker": "other"}
+
+
+def test_other_workers_trials_are_read_from_the_database(tmp_path):
+    check_other_workers_trials_are_read_from_the_database(tmp_path, f"sqlite:///{tmp_path / 'study.db'}")
+
+
+def test_other_workers_trials_are_read_from_postgres(tmp_path, postgres_url):
+    check_other_workers_trials_are_read_from_the_database(tmp_path, postgres_url)
+
+
+def test_a_trial_failed_by_another_worker_is_read_as_failed(tmp_path):
+    # Another worker's dead-worker check can fail a trial this worker still holds.
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    storage, study = open_study(tmp_path)
+    trial = study.ask()
+    fill(trial, storage)
+    database(url).set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    assert study.get_trials()[0].state == TrialState.FAIL
+    assert storage.get_trial(trial._trial_id).state == TrialState.FAIL
+    with pytest.raises(ValueError, match="Cannot tell a FAIL trial"):  # as plain Optuna says
+        study.tell(trial, 1.0)
+
+
+def test_a_trial_failed_by_another_worker_cannot_be_completed(tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    storage, study = open_study(tmp_path)
+    trial = study.ask()
+    fill(trial, storage)
+    database(url).set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):  # the database refuses it
+        study.tell(trial, 1.0)
+    assert database(url).get_trial(trial._trial_id).state == TrialState.FAIL
+    assert storage.get_trial(trial._trial_id).state == TrialState.FAIL

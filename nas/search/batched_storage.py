@@ -1,4 +1,5 @@
-"""An Optuna RDB storage that writes a trial's parameters and attributes in one transaction.
+"""An Optuna RDB storage that writes a trial's parameters and attributes in one transaction
+and reads this worker's running trials from memory.
 
 Optuna commits every ``suggest_*`` call and every user or system attribute on its own. A
 trial of the ``hybrid`` space has 48 parameters and about ten attributes, so on SQLite the
@@ -12,10 +13,18 @@ study) do not yet see the running trial's new parameters; they see them when the
 as they would see a trial that is still being set up. A block that raises writes nothing: its
 trial is failed or retried by the caller, never completed with half its parameters.
 
-This subclasses Optuna's storage and calls three of its internal helpers
-(``_set_trial_param``, ``_set_trial_param_without_commit``, ``_set_trial_attr_without_commit``).
+Reads: Optuna reads the running trial back from the database several times per trial, each
+read dearer than the trial's writes. The trials this worker created are copied in a
+:class:`~nas.search.trial_mirror.TrialMirror` as they are written, and served from it; a
+study read asks the database only which trials match and loads the others' (see
+:meth:`BatchedRDBStorage._get_trials`).
+
+This subclasses Optuna's storage, overrides two of its internal methods (``_create_new_trial``,
+``_get_trials``) and calls three internal helpers (``_set_trial_param``,
+``_set_trial_param_without_commit``, ``_set_trial_attr_without_commit``).
 :func:`batching_supported` checks that they exist; where they do not (another Optuna
-version), :meth:`BatchedRDBStorage.batch` writes one by one, exactly as plain Optuna does.
+version), the storage writes one by one and reads everything from the database, exactly as
+plain Optuna does.
 """
 
 from __future__ import annotations
@@ -33,6 +42,9 @@ import sqlalchemy.dialects.postgresql
 import sqlalchemy.dialects.sqlite
 from optuna import distributions
 from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from nas.search.trial_mirror import TrialMirror
 
 try:  # Optuna internals; without them every write goes one by one (see batching_supported)
     from optuna.storages._rdb import models
@@ -40,7 +52,13 @@ try:  # Optuna internals; without them every write goes one by one (see batching
 except ImportError:  # pragma: no cover - depends on the installed Optuna
     models = _create_scoped_session = None
 
-_HELPERS = ("_set_trial_param", "_set_trial_param_without_commit", "_set_trial_attr_without_commit")
+_HELPERS = ("_set_trial_param", "_set_trial_param_without_commit", "_set_trial_attr_without_commit",
+            "_create_new_trial", "_get_trials")
+# Larger "in" lists than this are filtered in Python (SQLite limits a statement's parameters).
+MAX_IN_LIST = 500
+# The largest trial id the schema's integer column holds (PostgreSQL's, 32 bits): given as the
+# "newer than" bound, Optuna's _get_trials loads exactly the ids it is given.
+_ABOVE_EVERY_TRIAL_ID = 2**31 - 1
 
 
 _SUPPORTED = models is not None and all(callable(getattr(RDBStorage, name, None)) for name in _HELPERS)
@@ -58,6 +76,7 @@ class BatchedRDBStorage(RDBStorage):
         super().__init__(*args, **kwargs)
         # Only the thread that opened a batch buffers: the heartbeat thread writes directly.
         self._local = threading.local()
+        self._mirror = TrialMirror()
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -71,10 +90,14 @@ class BatchedRDBStorage(RDBStorage):
         try:
             yield
             pending = self._local.pending
+            if pending:
+                self._write(pending)
+        except BaseException:
+            # Nothing of the block reached the database: the copies must not keep it either.
+            self._mirror.forget({item.trial_id for item in self._local.pending or ()})
+            raise
         finally:
             self._local.pending = None
-        if pending:
-            self._write(pending)
 
     def _pending(self) -> list | None:
         return getattr(self._local, "pending", None)
@@ -85,8 +108,9 @@ class BatchedRDBStorage(RDBStorage):
         if pending is None:
             super()._set_trial_param(trial_id, param_name, param_value_internal, distribution,
                                      previous_distribution)
-            return
-        pending.append(_Param(trial_id, param_name, param_value_internal, distribution, previous_distribution))
+        else:
+            pending.append(_Param(trial_id, param_name, param_value_internal, distribution, previous_distribution))
+        self._mirror.set_param(trial_id, param_name, param_value_internal, distribution)
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
         self._attr(False, trial_id, key, value, super().set_trial_user_attr)
@@ -98,16 +122,106 @@ class BatchedRDBStorage(RDBStorage):
         pending = self._pending()
         if pending is None:
             write_now(trial_id, key, value)
-            return
-        pending.append(_Attr(system, trial_id, key, value))
+        else:
+            pending.append(_Attr(system, trial_id, key, value))
+        self._mirror.set_attr(trial_id, system, key, value)
+
+    # ---- this worker's trials, read from memory
+
+    def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
+        trial = super()._create_new_trial(study_id, template_trial)
+        if _SUPPORTED and template_trial is None:  # a fresh trial for this worker (not one queued)
+            self._mirror.started(study_id, trial)
+        return trial
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        held = self._mirror.get(trial_id)
+        return held if held is not None else super().get_trial(trial_id)
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values=None) -> bool:
+        try:
+            changed = super().set_trial_state_values(trial_id, state, values)
+        except BaseException:
+            self._mirror.forget([trial_id])
+            raise
+        if changed and state.is_finished() and self._mirror.is_running(trial_id):
+            # The database set the completion time: read it back, exactly as stored.
+            self._mirror.finish(trial_id, state, values, self._datetime_complete(trial_id))
+        return changed
+
+    def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
+        self._mirror.forget([trial_id])  # not copied: rare here, and read back from the database
+        super().set_trial_intermediate_value(trial_id, step, intermediate_value)
+
+    def _get_trials(self, study_id: int, states, included_trial_ids: set[int],
+                    trial_id_greater_than: int) -> list[FrozenTrial]:
+        """Optuna's study read (trials with the given ids or newer than the given id): one
+        query for which trials match, the ones held in memory from there, the rest loaded."""
+        if not _SUPPORTED:
+            return super()._get_trials(study_id, states, included_trial_ids, trial_id_greater_than)
+        held = self._mirror.of_study(study_id)
+        matching = self._matching_trials(study_id, states, included_trial_ids, trial_id_greater_than)
+        if not matching:  # the usual answer between two trials of one worker: nothing new
+            self._check_study_exists(study_id)
+            return []
+        # A held trial whose state in the database differs was changed by someone else (a
+        # dead-worker check that failed it): it is no longer ours to copy.
+        stale = [tid for tid, state in matching if tid in held and held[tid] != state]
+        self._mirror.forget(stale)
+        from_memory = [self._mirror.take(tid) for tid, _ in matching if tid in held and tid not in stale]
+        to_load = {tid for tid, _ in matching if tid not in held or tid in stale}
+        loaded = super()._get_trials(study_id, states, to_load, _ABOVE_EVERY_TRIAL_ID) if to_load else []
+        return sorted(loaded + from_memory, key=lambda t: t._trial_id)
+
+    def _check_study_exists(self, study_id: int) -> None:
+        table = models.StudyModel.__table__
+        with self.engine.connect() as connection:
+            found = connection.execute(sqlalchemy.select(table.c.study_id).where(table.c.study_id == study_id)).first()
+        if found is None:
+            raise KeyError(f"No study with study_id {study_id} exists.")
+
+    def _datetime_complete(self, trial_id: int):
+        table = models.TrialModel.__table__
+        with self.engine.connect() as connection:  # Core: a third of an ORM session's cost
+            stored = connection.execute(sqlalchemy.select(table.c.datetime_complete)
+                                        .where(table.c.trial_id == trial_id)).scalar_one()
+        return models.TrialModel(_datetime_complete_utc=stored).datetime_complete  # Optuna's conversion
+
+    def _matching_trials(self, study_id: int, states, included_trial_ids: set[int],
+                         trial_id_greater_than: int) -> list[tuple[int, TrialState]]:
+        """(trial id, state) of the trials Optuna's ``_get_trials`` would return, same rules."""
+        table = models.TrialModel.__table__
+        query = sqlalchemy.select(table.c.trial_id, table.c.state).where(table.c.study_id == study_id)
+        if states is not None:
+            query = query.where(table.c.state.in_(list(states)))
+        included = {tid for tid in included_trial_ids if tid <= trial_id_greater_than}
+        wanted = None
+        if trial_id_greater_than > -1:
+            newer = table.c.trial_id > trial_id_greater_than
+            if included and len(included) <= MAX_IN_LIST:
+                query = query.where(sqlalchemy.or_(table.c.trial_id.in_(included), newer))
+            elif included:
+                wanted = included
+            else:
+                query = query.where(newer)
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        if wanted is not None:
+            rows = [r for r in rows if r.trial_id in wanted or r.trial_id > trial_id_greater_than]
+        return [(r.trial_id, r.state) for r in rows]
 
     def _write(self, pending: list) -> None:
         """Write the batch in one transaction, with the checks Optuna makes per write: the
         trial is still updatable, a parameter's distribution matches the study's."""
         with _create_scoped_session(self.scoped_session, True) as session:
-            for trial_id in dict.fromkeys(item.trial_id for item in pending):
-                trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
-                self.check_trial_is_updatable(trial_id, trial.state)
+            trial_ids = set(item.trial_id for item in pending)
+            table = models.TrialModel.__table__
+            states = dict(session.execute(sqlalchemy.select(table.c.trial_id, table.c.state)
+                                          .where(table.c.trial_id.in_(trial_ids))).all())
+            for trial_id in trial_ids:
+                if trial_id not in states:
+                    raise KeyError(f"No trial with trial id {trial_id} exists.")
+                self.check_trial_is_updatable(trial_id, states[trial_id])
             self._write_params(session, [item for item in pending if isinstance(item, _Param)])
             for system, model_cls in ((False, models.TrialUserAttributeModel),
                                       (True, models.TrialSystemAttributeModel)):
@@ -123,8 +237,8 @@ class BatchedRDBStorage(RDBStorage):
             distributions.check_distribution_compatibility(p.previous, p.distribution)
             rows.append({"trial_id": p.trial_id, "param_name": p.name, "param_value": p.value,
                          "distribution_json": distributions.distribution_to_json(p.distribution)})
-        if rows:
-            session.execute(sqlalchemy.insert(models.TrialParamModel), rows)
+        if rows:  # Core, not ORM, inserts: one cached statement, executed for many rows
+            session.execute(sqlalchemy.insert(models.TrialParamModel.__table__), rows)
 
     def _write_attrs(self, session, model_cls, attrs: list[_Attr]) -> None:
         latest = {(a.trial_id, a.key): a.value for a in attrs}  # the last write of a key wins
@@ -135,11 +249,14 @@ class BatchedRDBStorage(RDBStorage):
             for (trial_id, key), value in latest.items():
                 self._set_trial_attr_without_commit(session, model_cls, trial_id, key, value)
             return
-        statement = insert(model_cls).values([{"trial_id": t, "key": k, "value_json": json.dumps(v)}
-                                              for (t, k), v in latest.items()])
-        session.execute(statement.on_conflict_do_update(
-            index_elements=[model_cls.trial_id, model_cls.key],
-            set_={"value_json": statement.excluded.value_json}))
+        table = model_cls.__table__
+        statement = insert(table)
+        statement = statement.on_conflict_do_update(index_elements=[table.c.trial_id, table.c.key],
+                                                    set_={"value_json": statement.excluded.value_json})
+        # Rows as parameters of one statement (compiled once and cached), not a new statement
+        # with the rows built in, which SQLAlchemy would compile again every time.
+        session.execute(statement, [{"trial_id": t, "key": k, "value_json": json.dumps(v)}
+                                    for (t, k), v in latest.items()])
 
 
 @dataclass(frozen=True)

@@ -160,6 +160,19 @@ def run_mixed_trials(storage, study):
             study.tell(trial, state=outcome)
         else:
             study.tell(trial, outcome)
+    trial = study.ask()
+    fill(trial, storage)
+    with write_batch(storage):  # the attributes and the end in one transaction
+        trial.set_user_attr("score", 0.5)
+        study.tell(trial, float("inf"))
+    study.enqueue_trial({"p0": 3})
+    trial = study.ask()  # queued, so not held in memory: Optuna writes its end, after the batch's rows
+    with write_batch(storage):
+        trial.set_user_attr("duplicate_of", 0)
+        study.tell(trial, 0.75)
+    trial = study.ask()
+    trial.report(0.25, step=3)  # intermediate values are not copied: read back from the database
+    study.tell(trial, state=TrialState.PRUNED)
     return study.ask()  # left running
 
 
@@ -179,6 +192,8 @@ def test_this_workers_trials_read_from_memory_equal_the_database(tmp_path):
     assert_reads_match_the_database(storage, study, database(url))
     study.tell(running, 3.0)
     assert_reads_match_the_database(storage, study, database(url))
+    queued = [t for t in study.get_trials() if "duplicate_of" in t.user_attrs]
+    assert len(queued) == 1 and queued[0].values == [0.75]
 
 
 def test_reads_from_memory_match_postgres(tmp_path, postgres_url):

@@ -35,12 +35,13 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy
 import sqlalchemy.dialects.postgresql
 import sqlalchemy.dialects.sqlite
-from optuna import distributions
+from optuna import distributions, exceptions
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
@@ -139,14 +140,25 @@ class BatchedRDBStorage(RDBStorage):
         return held if held is not None else super().get_trial(trial_id)
 
     def set_trial_state_values(self, trial_id: int, state: TrialState, values=None) -> bool:
+        """Within ``batch()`` (``tell`` inside the block), the writes still waiting go first.
+        Finishing a trial of ours is written in the same transaction as they are; anything
+        else goes through Optuna."""
+        pending = self._pending()
+        finish = None
+        if _SUPPORTED and state.is_finished() and self._mirror.is_running(trial_id):
+            finish = _Finish(trial_id, state, None if values is None else [float(v) for v in values],
+                             models.TrialModel(datetime_complete=datetime.now()))
         try:
-            changed = super().set_trial_state_values(trial_id, state, values)
+            if pending or finish:
+                self._write(list(pending or ()), finish)
+                if pending:
+                    pending.clear()  # written now
+            changed = True if finish else super().set_trial_state_values(trial_id, state, values)
         except BaseException:
             self._mirror.forget([trial_id])
             raise
-        if changed and state.is_finished() and self._mirror.is_running(trial_id):
-            # The database set the completion time: read it back, exactly as stored.
-            self._mirror.finish(trial_id, state, values, self._datetime_complete(trial_id))
+        if finish:
+            self._mirror.finish(trial_id, state, finish.values, finish.completed.datetime_complete)
         return changed
 
     def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
@@ -180,13 +192,6 @@ class BatchedRDBStorage(RDBStorage):
         if found is None:
             raise KeyError(f"No study with study_id {study_id} exists.")
 
-    def _datetime_complete(self, trial_id: int):
-        table = models.TrialModel.__table__
-        with self.engine.connect() as connection:  # Core: a third of an ORM session's cost
-            stored = connection.execute(sqlalchemy.select(table.c.datetime_complete)
-                                        .where(table.c.trial_id == trial_id)).scalar_one()
-        return models.TrialModel(_datetime_complete_utc=stored).datetime_complete  # Optuna's conversion
-
     def _matching_trials(self, study_id: int, states, included_trial_ids: set[int],
                          trial_id_greater_than: int) -> list[tuple[int, TrialState]]:
         """(trial id, state) of the trials Optuna's ``_get_trials`` would return, same rules."""
@@ -210,11 +215,12 @@ class BatchedRDBStorage(RDBStorage):
             rows = [r for r in rows if r.trial_id in wanted or r.trial_id > trial_id_greater_than]
         return [(r.trial_id, r.state) for r in rows]
 
-    def _write(self, pending: list) -> None:
-        """Write the batch in one transaction, with the checks Optuna makes per write: the
-        trial is still updatable, a parameter's distribution matches the study's."""
+    def _write(self, pending: list, finish: _Finish | None = None) -> None:
+        """Write the batch (and the trial's end) in one transaction, with the checks Optuna
+        makes per write: the trial is still updatable, a parameter's distribution matches the
+        study's."""
         with _create_scoped_session(self.scoped_session, True) as session:
-            trial_ids = set(item.trial_id for item in pending)
+            trial_ids = set(item.trial_id for item in pending) | ({finish.trial_id} if finish else set())
             table = models.TrialModel.__table__
             states = dict(session.execute(sqlalchemy.select(table.c.trial_id, table.c.state)
                                           .where(table.c.trial_id.in_(trial_ids))).all())
@@ -227,6 +233,31 @@ class BatchedRDBStorage(RDBStorage):
                                       (True, models.TrialSystemAttributeModel)):
                 attrs = [item for item in pending if isinstance(item, _Attr) and item.system is system]
                 self._write_attrs(session, model_cls, attrs)
+            if finish is not None:
+                self._write_finish(session, finish)
+
+    @staticmethod
+    def _write_finish(session, finish: _Finish) -> None:
+        """What Optuna's ``set_trial_state_values`` writes for a finished state, as three
+        statements; only a running trial is changed, so a trial that another worker failed
+        meanwhile (a dead-worker check) is not overwritten."""
+        trials = models.TrialModel.__table__
+        changed = session.execute(
+            sqlalchemy.update(trials)
+            .where(trials.c.trial_id == finish.trial_id, trials.c.state == TrialState.RUNNING)
+            .values(state=finish.state, datetime_complete=finish.completed._datetime_complete_utc))
+        if changed.rowcount != 1:
+            raise exceptions.UpdateFinishedTrialError(
+                f"Trial with id {finish.trial_id} has already finished and can not be updated.")
+        value_table = models.TrialValueModel.__table__
+        session.execute(sqlalchemy.delete(value_table).where(value_table.c.trial_id == finish.trial_id))
+        if finish.values:
+            rows = []
+            for objective, value in enumerate(finish.values):
+                stored, kind = models.TrialValueModel.value_to_stored_repr(value)
+                rows.append({"trial_id": finish.trial_id, "objective": objective, "value": stored,
+                             "value_type": kind})
+            session.execute(sqlalchemy.insert(value_table), rows)
 
     def _write_params(self, session, params: list[_Param]) -> None:
         rows = []
@@ -274,6 +305,14 @@ class _Attr:
     trial_id: int
     key: str
     value: Any
+
+
+@dataclass(frozen=True)
+class _Finish:
+    trial_id: int
+    state: TrialState
+    values: list[float] | None
+    completed: Any  # a TrialModel holding only the completion time, converted as Optuna stores it
 
 
 # Dialects with a multi-row "insert ... on conflict update" (Optuna's own upsert per key).

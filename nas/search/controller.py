@@ -189,16 +189,15 @@ class Controller:
                 trial.set_constraint(key, value)  # constrained samplers rank infeasible trials by these
             # Baselines are trained even when infeasible: they are the reference the plots compare to.
             runs = self.objective.feasible(m) or "baseline" in trial.user_attrs
-            # Looked up before this trial's rows are written: reading our own running trial back
-            # with all its parameters would cost more than the lookup itself.
             earlier = self.find_earlier(spec.arch_id, trial.number) if runs else None
-        if not runs:
-            self.study.tell(trial, self.objective.unevaluated_values(m))
-            summary.infeasible += 1
-            return trial.number
+            if not runs:  # told inside the batch: the trial's rows and its end in one transaction
+                self.study.tell(trial, self.objective.unevaluated_values(m))
+                summary.infeasible += 1
+                return trial.number
         if earlier is not None and earlier.state == TrialState.RUNNING:
-            trial.set_user_attr("duplicate_running_of", earlier.number)
-            self.study.tell(trial, state=TrialState.PRUNED)  # another worker is evaluating it
+            with write_batch(self.storage):
+                trial.set_user_attr("duplicate_running_of", earlier.number)
+                self.study.tell(trial, state=TrialState.PRUNED)  # another worker is evaluating it
             summary.duplicates += 1
             return trial.number
         if earlier is not None:
@@ -206,7 +205,7 @@ class Controller:
                 trial.set_user_attr("duplicate_of", earlier.number)
                 for key in ("score", "metrics"):
                     trial.set_user_attr(key, earlier.user_attrs.get(key))
-            self.study.tell(trial, list(earlier.values))
+                self.study.tell(trial, list(earlier.values))
             summary.duplicates += 1
             return trial.number
         self.evaluate_and_tell(trial, spec, m, summary)
@@ -235,19 +234,18 @@ class Controller:
         status = metrics.get("status", "ok")
         ok = status == "ok" and isinstance(score, (int, float)) and math.isfinite(score)
         reason = None if ok else metrics.get("reason") or f"no finite {self.evaluator.objective}"
-        with write_batch(self.storage):
+        with write_batch(self.storage):  # the results and the trial's end in one transaction
             trial.set_user_attr("metrics", {**_primitive_metrics(metrics), "eval_s": eval_s})
             if ok:
                 trial.set_user_attr("score", float(score))
+                self.study.tell(trial, self.objective.values(Measured(m.latency_ms, m.macs, m.params, float(score))))
             else:
                 trial.set_user_attr("reason", reason)
+                self.study.tell(trial, state=TrialState.FAIL)
         if not ok:
-            self.study.tell(trial, state=TrialState.FAIL)
             self.log(f"trial {trial.number}: {status}: {reason}")
             summary.failed += 1
         else:
-            values = self.objective.values(Measured(m.latency_ms, m.macs, m.params, float(score)))
-            self.study.tell(trial, values)
             summary.evaluated += 1
             self.log(f"trial {trial.number}: {self.evaluator.objective} {score:.4f}  latency {m.latency_ms:.3f} ms"
                      f"  {m.macs / 1e6:.1f} MMACs  ({eval_s:.1f} s)  {spec.arch_id}")

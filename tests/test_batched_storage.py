@@ -4,6 +4,7 @@ worker's trials read from memory exactly as the database holds them."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import optuna
@@ -248,3 +249,24 @@ def test_a_trial_failed_by_another_worker_cannot_be_completed(tmp_path):
         study.tell(trial, 1.0)
     assert database(url).get_trial(trial._trial_id).state == TrialState.FAIL
     assert storage.get_trial(trial._trial_id).state == TrialState.FAIL
+
+
+def check_heartbeats_are_recorded_and_renewed(tmp_path, url):
+    storage = make_storage(url, heartbeat_interval_s=1, grace_period_s=1)
+    study = optuna.create_study(storage=storage, study_name=f"beats-{uuid.uuid4().hex[:8]}")
+    trial = study.ask()
+    others = optuna.storages.RDBStorage(url, heartbeat_interval=1, grace_period=1)  # plain Optuna judges
+    assert others._get_stale_trial_ids(study._study_id) == []  # no beat yet: never stale
+    storage.record_heartbeat(trial._trial_id)
+    time.sleep(2.2)  # past the grace period (SQLite's clock counts whole seconds)
+    assert others._get_stale_trial_ids(study._study_id) == [trial._trial_id]
+    storage.record_heartbeat(trial._trial_id)
+    assert others._get_stale_trial_ids(study._study_id) == []
+
+
+def test_heartbeats_are_recorded_and_renewed(tmp_path):
+    check_heartbeats_are_recorded_and_renewed(tmp_path, f"sqlite:///{tmp_path / 'study.db'}")
+
+
+def test_heartbeats_on_postgres(tmp_path, postgres_url):
+    check_heartbeats_are_recorded_and_renewed(tmp_path, postgres_url)

@@ -78,6 +78,7 @@ class BatchedRDBStorage(RDBStorage):
         # Only the thread that opened a batch buffers: the heartbeat thread writes directly.
         self._local = threading.local()
         self._mirror = TrialMirror()
+        self._upserts: dict[tuple, Any] = {}
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -275,19 +276,44 @@ class BatchedRDBStorage(RDBStorage):
         latest = {(a.trial_id, a.key): a.value for a in attrs}  # the last write of a key wins
         if not latest:
             return
-        insert = _UPSERT_INSERTS.get(self.engine.name)
-        if insert is None or (self.engine.name == "sqlite" and sqlite3.sqlite_version_info < (3, 24, 0)):
+        upsert = self._upsert(model_cls.__table__, ("trial_id", "key"), "value_json")
+        if upsert is None:
             for (trial_id, key), value in latest.items():
                 self._set_trial_attr_without_commit(session, model_cls, trial_id, key, value)
             return
-        table = model_cls.__table__
-        statement = insert(table)
-        statement = statement.on_conflict_do_update(index_elements=[table.c.trial_id, table.c.key],
-                                                    set_={"value_json": statement.excluded.value_json})
         # Rows as parameters of one statement (compiled once and cached), not a new statement
         # with the rows built in, which SQLAlchemy would compile again every time.
-        session.execute(statement, [{"trial_id": t, "key": k, "value_json": json.dumps(v)}
-                                    for (t, k), v in latest.items()])
+        session.execute(upsert, [{"trial_id": t, "key": k, "value_json": json.dumps(v)}
+                                 for (t, k), v in latest.items()])
+
+    def _upsert(self, table: sqlalchemy.Table, keys: tuple[str, ...], *updated: str, **updated_to: Any):
+        """An "insert, or on conflict with ``keys`` update these columns" statement for this
+        database (None where it has none), built once: building it costs more than running it.
+        ``updated`` columns take the inserted row's value, ``updated_to`` the given expression."""
+        cache_key = (table.name, keys, updated, tuple(updated_to))
+        if cache_key not in self._upserts:
+            insert = _UPSERT_INSERTS.get(self.engine.name)
+            if insert is None or (self.engine.name == "sqlite" and sqlite3.sqlite_version_info < (3, 24, 0)):
+                self._upserts[cache_key] = None
+            else:
+                statement = insert(table)
+                self._upserts[cache_key] = statement.on_conflict_do_update(
+                    index_elements=[table.c[k] for k in keys],
+                    set_={**{c: statement.excluded[c] for c in updated}, **updated_to})
+        return self._upserts[cache_key]
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        """Optuna's heartbeat (insert, or set to the database's current time) as one statement
+        instead of three queries and an update."""
+        upsert = None
+        if _SUPPORTED:
+            upsert = self._upsert(models.TrialHeartbeatModel.__table__, ("trial_id",),
+                                  heartbeat=sqlalchemy.func.current_timestamp())
+        if upsert is None:
+            super().record_heartbeat(trial_id)
+            return
+        with self.engine.begin() as connection:
+            connection.execute(upsert, {"trial_id": trial_id})
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,18 @@ class BatchedRDBStorage(RDBStorage):
         loaded = super()._get_trials(study_id, states, to_load, _ABOVE_EVERY_TRIAL_ID) if to_load else []
         return sorted(loaded + from_memory, key=lambda t: t._trial_id)
 
+    def get_study_system_attrs(self, study_id: int) -> dict[str, Any]:
+        """One Core query (NSGA-II reads its generation cache here before every trial)."""
+        if not _SUPPORTED:
+            return super().get_study_system_attrs(study_id)
+        table = models.StudySystemAttributeModel.__table__
+        with self.engine.connect() as connection:
+            rows = connection.execute(sqlalchemy.select(table.c.key, table.c.value_json)
+                                      .where(table.c.study_id == study_id)).all()
+        if not rows:
+            self._check_study_exists(study_id)
+        return {key: json.loads(value) for key, value in rows}
+
     def _check_study_exists(self, study_id: int) -> None:
         table = models.StudyModel.__table__
         with self.engine.connect() as connection:

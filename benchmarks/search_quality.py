@@ -4,7 +4,7 @@ own overhead per trial (the run's wall time minus evaluation, in memory and on a
 next to what a bare Optuna loop over the same parameters costs on the same storages. Prints JSON.
 
     python benchmarks/search_quality.py [--space hybrid] [--table latency_tables/...csv]
-        [--trials 60] [--seeds 5] [--proxy naswot] [--overhead-only]
+        [--trials 60] [--seeds 5] [--proxy naswot] [--overhead-only] [--overhead-repeats 3]
 
 A zero-cost proxy stands in for accuracy so that the comparison runs in minutes; proxy
 results are cached by architecture, so every sampler sees the same score for a network.
@@ -147,22 +147,29 @@ def quality(args, table_model, folder) -> dict:
 
 def overhead(args, table_model, folder) -> dict:
     """The controller's cost per trial (the run's wall time minus evaluation time), and beside
-    it what Optuna alone costs for the same parameters: ask, one suggest per parameter, tell."""
-    out = {}
-    storages = {"memory": "memory", "sqlite": f"sqlite:///{folder / 'overhead.db'}"}
-    for name, storage in storages.items():
-        per_trial = {}
-        for sampler in SAMPLERS:
-            summary = run_one(args.space, table_model, ConstantEvaluator(), sampler, 0, args.overhead_trials,
-                              folder / "overhead", storage=storage)
-            per_trial[sampler] = round(1000 * summary.controller_s / max(1, summary.completed), 2)
-        out[name] = per_trial
+    it what Optuna alone costs for the same parameters: ask, one suggest per parameter, tell.
+    Each figure is the median of ``--overhead-repeats`` runs on fresh storages, interleaved so
+    that a noisy spell on a shared machine does not land on one figure only."""
     choices = get_space(args.space, ConstantEvaluator.input_shape, ConstantEvaluator.classes).parameters()
-    out["optuna_alone_random_sampler"] = {
-        "memory": optuna_alone(choices, "memory", args.overhead_trials, batched=False),
-        "sqlite": optuna_alone(choices, f"sqlite:///{folder / 'bare.db'}", args.overhead_trials, batched=False),
-        "sqlite_batched": optuna_alone(choices, f"sqlite:///{folder / 'bare_batched.db'}", args.overhead_trials,
-                                       batched=True)}
+    runs: dict[str, dict[str, list[float]]] = {}
+    for repeat in range(args.overhead_repeats):
+        here = folder / f"overhead-{repeat}"
+        for name, storage in {"memory": "memory", "sqlite": f"sqlite:///{here / 'overhead.db'}"}.items():
+            for sampler in SAMPLERS:
+                summary = run_one(args.space, table_model, ConstantEvaluator(), sampler, 0, args.overhead_trials,
+                                  here, storage=storage)
+                ms = 1000 * summary.controller_s / max(1, summary.completed)
+                runs.setdefault(name, {}).setdefault(sampler, []).append(ms)
+        bare = runs.setdefault("optuna_alone_random_sampler", {})
+        bare.setdefault("memory", []).append(optuna_alone(choices, "memory", args.overhead_trials, batched=False))
+        bare.setdefault("sqlite", []).append(
+            optuna_alone(choices, f"sqlite:///{here / 'bare.db'}", args.overhead_trials, batched=False))
+        bare.setdefault("sqlite_batched", []).append(
+            optuna_alone(choices, f"sqlite:///{here / 'bare_batched.db'}", args.overhead_trials, batched=True))
+    out = {name: {key: round(statistics.median(values), 2) for key, values in figures.items()}
+           for name, figures in runs.items()}
+    out["runs"] = {name: {key: [round(v, 2) for v in values] for key, values in figures.items()}
+                   for name, figures in runs.items()}
     return out
 
 
@@ -180,7 +187,7 @@ def optuna_alone(choices: dict, url: str, trials: int, batched: bool) -> float:
             for name, options in choices.items():
                 trial.suggest_categorical(name, options)
         study.tell(trial, [0.5, 1.0])
-    return round(1000 * (time.perf_counter() - start) / trials, 2)
+    return 1000 * (time.perf_counter() - start) / trials
 
 
 def main() -> None:
@@ -192,6 +199,7 @@ def main() -> None:
     parser.add_argument("--proxy", default="naswot")
     parser.add_argument("--population-size", type=int, default=16, help="NSGA-II population")
     parser.add_argument("--overhead-trials", type=int, default=100)
+    parser.add_argument("--overhead-repeats", type=int, default=3, help="runs per overhead figure (median)")
     parser.add_argument("--overhead-only", action="store_true", help="measure only the controller's overhead")
     parser.add_argument("--baselines", nargs="+", default=["mobilenet_v2_0.35", "shufflenet_v2_x0.5",
                                                                 "mobilenet_v1_0.25"],

@@ -118,3 +118,33 @@ def test_two_workers_share_a_journal_file(tmp_path):
     frame = trials_frame(open_run(storage=storage, study="journal"))
     assert (frame["state"] == "COMPLETE").sum() >= 10
     assert len({pid for pid, _ in evaluations(log)}) == 2
+
+
+CREATE_TRIALS = """
+import sys, optuna
+from nas.search.study import make_storage
+study = optuna.load_study(study_name=sys.argv[2], storage=make_storage(sys.argv[1]))
+for _ in range(int(sys.argv[3])):
+    study.tell(study.ask(), 1.0)
+"""
+
+
+def check_trials_created_at_once_get_distinct_numbers(url: str) -> None:
+    name = f"numbers-{uuid.uuid4().hex[:8]}"
+    optuna.create_study(study_name=name, storage=make_storage(url))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    workers = [subprocess.Popen([sys.executable, "-c", CREATE_TRIALS, url, name, "25"], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    for worker in workers:
+        finish(worker)
+    trials = optuna.load_study(study_name=name, storage=optuna.storages.RDBStorage(url)).get_trials()
+    assert sorted(t.number for t in trials) == list(range(75))
+    assert [t.number for t in sorted(trials, key=lambda t: t._trial_id)] == list(range(75))  # in creation order
+
+
+def test_trials_created_at_once_on_sqlite_get_distinct_numbers(tmp_path):
+    check_trials_created_at_once_get_distinct_numbers(f"sqlite:///{tmp_path / 'study.db'}")
+
+
+def test_trials_created_at_once_on_postgres_get_distinct_numbers(postgres_url):
+    check_trials_created_at_once_get_distinct_numbers(postgres_url)

@@ -131,10 +131,31 @@ class BatchedRDBStorage(RDBStorage):
     # ---- this worker's trials, read from memory
 
     def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
-        trial = super()._create_new_trial(study_id, template_trial)
-        if _SUPPORTED and template_trial is None:  # a fresh trial for this worker (not one queued)
-            self._mirror.started(study_id, trial)
+        if not _SUPPORTED or template_trial is not None:  # a queued or copied trial: Optuna's way
+            return super()._create_new_trial(study_id, template_trial)
+        trial = self._create_running_trial(study_id)
+        self._mirror.started(study_id, trial)  # a fresh trial for this worker
         return trial
+
+    def _create_running_trial(self, study_id: int) -> FrozenTrial:
+        """A fresh running trial, created as Optuna creates one but in Core statements: the
+        study's row is locked (PostgreSQL; SQLite has one writer at a time anyway), the trial
+        inserted, and its number counted from the study's trials created before it."""
+        studies, trials = models.StudyModel.__table__, models.TrialModel.__table__
+        start = models.TrialModel(datetime_start=datetime.now())  # converted as Optuna stores it
+        with self.engine.begin() as connection:
+            if connection.execute(sqlalchemy.select(studies.c.study_id).where(studies.c.study_id == study_id)
+                                  .with_for_update()).first() is None:
+                raise KeyError(f"No study with study_id {study_id} exists.")
+            trial_id = connection.execute(sqlalchemy.insert(trials).values(
+                study_id=study_id, state=TrialState.RUNNING,
+                datetime_start=start._datetime_start_utc)).inserted_primary_key[0]
+            number = connection.execute(sqlalchemy.select(sqlalchemy.func.count()).select_from(trials).where(
+                trials.c.study_id == study_id, trials.c.trial_id < trial_id)).scalar_one()
+            connection.execute(sqlalchemy.update(trials).where(trials.c.trial_id == trial_id).values(number=number))
+        return FrozenTrial(number=number, state=TrialState.RUNNING, value=None, values=None,
+                           datetime_start=start.datetime_start, datetime_complete=None, params={}, distributions={},
+                           user_attrs={}, system_attrs={}, intermediate_values={}, trial_id=trial_id)
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         held = self._mirror.get(trial_id)

@@ -202,8 +202,12 @@ class BatchedRDBStorage(RDBStorage):
         # dead-worker check that failed it): it is no longer ours to copy.
         stale = [tid for tid, state in matching if tid in held and held[tid] != state]
         self._mirror.forget(stale)
-        from_memory = [self._mirror.take(tid) for tid, _ in matching if tid in held and tid not in stale]
         to_load = {tid for tid, _ in matching if tid not in held or tid in stale}
+        if len(to_load) > MAX_IN_LIST or len(to_load) == len(matching):
+            # A first read of a large study, or nothing of ours in it: Optuna's own query, not
+            # thousands of ids in a list.
+            return super()._get_trials(study_id, states, included_trial_ids, trial_id_greater_than)
+        from_memory = [self._mirror.take(tid) for tid, _ in matching if tid in held and tid not in stale]
         loaded = super()._get_trials(study_id, states, to_load, _ABOVE_EVERY_TRIAL_ID) if to_load else []
         return sorted(loaded + from_memory, key=lambda t: t._trial_id)
 

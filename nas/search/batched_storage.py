@@ -1,30 +1,34 @@
-"""An Optuna RDB storage that writes a trial's parameters and attributes in one transaction
-and reads this worker's running trials from memory.
+"""An Optuna RDB storage built for the controller's ask/tell loop: a trial's parameters,
+attributes and end are written in few transactions, and this worker's own trials are read
+from memory. Same schema, same rows as plain Optuna: any Optuna reader (other workers,
+optuna-dashboard, ``nas report``) sees the same study.
 
-Optuna commits every ``suggest_*`` call and every user or system attribute on its own. A
-trial of the ``hybrid`` space has 48 parameters and about ten attributes, so on SQLite the
+Writes. Optuna commits every ``suggest_*`` call and every user or system attribute on its own.
+A trial of the ``hybrid`` space has 48 parameters and about ten attributes, so on SQLite the
 controller spent some 100 ms per trial in commits alone (and as many round trips on
 PostgreSQL). Inside ``with storage.batch():`` those writes are collected and written together
-when the block ends; everything else (creating trials, state changes, heartbeats, reads)
-goes straight through as before.
+when the block ends; a ``tell`` inside the block writes the trial's end in the same
+transaction. While a batch is open, other readers do not yet see the running trial's new
+rows; they see them when the block ends, as they would see a trial that is still being set up.
+A block that raises writes nothing: its trial is failed or retried by the caller, never
+completed with half its parameters.
 
-While a batch is open, other readers of the storage (other workers, a sampler reading the
-study) do not yet see the running trial's new parameters; they see them when the block ends,
-as they would see a trial that is still being set up. A block that raises writes nothing: its
-trial is failed or retried by the caller, never completed with half its parameters.
-
-Reads: Optuna reads the running trial back from the database several times per trial, each
+Reads. Optuna reads the running trial back from the database several times per trial, each
 read dearer than the trial's writes. The trials this worker created are copied in a
-:class:`~nas.search.trial_mirror.TrialMirror` as they are written, and served from it; a
-study read asks the database only which trials match and loads the others' (see
-:meth:`BatchedRDBStorage._get_trials`).
+:class:`~nas.search.trial_mirror.TrialMirror` as they are written, and served from there; a
+study read asks the database only which trials match and loads the others'.
+
+Statements. Creating a fresh trial, finishing one, heartbeats and study system attributes are
+written as SQLAlchemy Core statements with the rules Optuna's ORM code follows (each method
+says which); Optuna's own code remains for everything else (queued trials, a trial's first
+use of a parameter name, intermediate values).
 
 This subclasses Optuna's storage, overrides two of its internal methods (``_create_new_trial``,
-``_get_trials``) and calls three internal helpers (``_set_trial_param``,
-``_set_trial_param_without_commit``, ``_set_trial_attr_without_commit``).
-:func:`batching_supported` checks that they exist; where they do not (another Optuna
-version), the storage writes one by one and reads everything from the database, exactly as
-plain Optuna does.
+``_get_trials``), calls three internal helpers (``_set_trial_param``,
+``_set_trial_param_without_commit``, ``_set_trial_attr_without_commit``) and writes to its
+tables (``optuna.storages._rdb.models``). :func:`batching_supported` checks that they exist;
+where they do not (another Optuna version), the storage behaves exactly as plain Optuna.
+Tests compare every read with a plain Optuna reader of the same database.
 """
 
 from __future__ import annotations
@@ -71,7 +75,8 @@ def batching_supported() -> bool:
 
 
 class BatchedRDBStorage(RDBStorage):
-    """:class:`optuna.storages.RDBStorage` plus :meth:`batch`."""
+    """:class:`optuna.storages.RDBStorage` plus :meth:`batch`, with this worker's trials read
+    from memory."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)

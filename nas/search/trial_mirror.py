@@ -7,9 +7,9 @@ unfinished trials), each time with all its parameters (48 in the hybrid space) a
 attributes, and each read
 costs more than the trial's writes. A running trial is written only by the worker running
 it, so that worker can keep an exact copy: every write this process makes to it goes to the
-database and to the copy. What the copy cannot know exactly (the completion time the
-database sets) it reads back: when a trial finishes, its completion time is read from the
-database, and the finished record is kept until a study read has taken it.
+database and to the copy. A finished trial's record (its completion time is chosen by the
+storage before it is written, so the copy holds exactly what the database does) is kept until
+a study read has taken it; from then on Optuna's own cache keeps it.
 
 Values are held as the database would return them: attributes as their JSON text (so a
 tuple comes back as a list, and each record gets its own objects), parameters in Optuna's

@@ -273,7 +273,7 @@ def test_heartbeats_on_postgres(tmp_path, postgres_url):
     check_heartbeats_are_recorded_and_renewed(tmp_path, postgres_url)
 
 
-def test_study_system_attributes_read_like_plain_optuna(tmp_path):
+def test_study_reads_like_plain_optuna_and_missing_studies_are_refused(tmp_path):
     storage, study = open_study(tmp_path)
     assert storage.get_study_system_attrs(study._study_id) == {}
     storage.set_study_system_attr(study._study_id, "generation_cache", {"trials": [1, 2], "n": 3})
@@ -281,6 +281,8 @@ def test_study_system_attributes_read_like_plain_optuna(tmp_path):
     assert storage.get_study_system_attrs(study._study_id) == plain == {"generation_cache": {"trials": [1, 2], "n": 3}}
     with pytest.raises(KeyError):
         storage.get_study_system_attrs(study._study_id + 1)
+    with pytest.raises(KeyError):
+        storage.get_all_trials(study._study_id + 1)
 
 
 def test_reads_past_the_id_list_limit_match_the_database(tmp_path, monkeypatch):

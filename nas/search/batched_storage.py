@@ -201,7 +201,6 @@ class BatchedRDBStorage(RDBStorage):
         held = self._mirror.of_study(study_id)
         matching = self._matching_trials(study_id, states, included_trial_ids, trial_id_greater_than)
         if not matching:  # the usual answer between two trials of one worker: nothing new
-            self._check_study_exists(study_id)
             return []
         # A held trial whose state in the database differs was changed by someone else (a
         # dead-worker check that failed it): it is no longer ours to copy.
@@ -237,23 +236,30 @@ class BatchedRDBStorage(RDBStorage):
 
     def _matching_trials(self, study_id: int, states, included_trial_ids: set[int],
                          trial_id_greater_than: int) -> list[tuple[int, TrialState]]:
-        """(trial id, state) of the trials Optuna's ``_get_trials`` would return, same rules."""
-        table = models.TrialModel.__table__
-        query = sqlalchemy.select(table.c.trial_id, table.c.state).where(table.c.study_id == study_id)
+        """(trial id, state) of the trials Optuna's ``_get_trials`` would return, same rules;
+        KeyError for a study that does not exist, as there. One query: the study's row joined
+        with its matching trials (none gives one row without a trial)."""
+        studies, trials = models.StudyModel.__table__, models.TrialModel.__table__
+        condition = trials.c.study_id == studies.c.study_id
         if states is not None:
-            query = query.where(table.c.state.in_(list(states)))
+            condition &= trials.c.state.in_(list(states))
         included = {tid for tid in included_trial_ids if tid <= trial_id_greater_than}
         wanted = None
         if trial_id_greater_than > -1:
-            newer = table.c.trial_id > trial_id_greater_than
+            newer = trials.c.trial_id > trial_id_greater_than
             if included and len(included) <= MAX_IN_LIST:
-                query = query.where(sqlalchemy.or_(table.c.trial_id.in_(included), newer))
+                condition &= sqlalchemy.or_(trials.c.trial_id.in_(included), newer)
             elif included:
                 wanted = included
             else:
-                query = query.where(newer)
+                condition &= newer
+        query = (sqlalchemy.select(trials.c.trial_id, trials.c.state)
+                 .select_from(studies.outerjoin(trials, condition)).where(studies.c.study_id == study_id))
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
+        if not rows:
+            raise KeyError(f"No study with study_id {study_id} exists.")
+        rows = [r for r in rows if r.trial_id is not None]
         if wanted is not None:
             rows = [r for r in rows if r.trial_id in wanted or r.trial_id > trial_id_greater_than]
         return [(r.trial_id, r.state) for r in rows]

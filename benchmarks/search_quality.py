@@ -1,7 +1,8 @@
 """Search quality: NSGA-II, TPE and random search on one space, compared by the hypervolume
 of (zero-cost proxy score, predicted latency) reached after N trials; plus the controller's
 own overhead per trial (the run's wall time minus evaluation, in memory and on an SQLite file)
-next to what a bare Optuna loop over the same parameters costs on the same storages. Prints JSON.
+next to what a bare Optuna loop over the same parameters costs in memory, on Optuna's own SQLite
+storage and on ours. Prints JSON.
 
     python benchmarks/search_quality.py [--space hybrid] [--table latency_tables/...csv]
         [--trials 60] [--seeds 5] [--proxy naswot] [--overhead-only] [--overhead-repeats 3]
@@ -23,7 +24,6 @@ seen, both minimised against the reference point (1, 1). Two figures per run:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import glob
 import json
 import statistics
@@ -161,11 +161,10 @@ def overhead(args, table_model, folder) -> dict:
                 ms = 1000 * summary.controller_s / max(1, summary.completed)
                 runs.setdefault(name, {}).setdefault(sampler, []).append(ms)
         bare = runs.setdefault("optuna_alone_random_sampler", {})
-        bare.setdefault("memory", []).append(optuna_alone(choices, "memory", args.overhead_trials, batched=False))
-        bare.setdefault("sqlite", []).append(
-            optuna_alone(choices, f"sqlite:///{here / 'bare.db'}", args.overhead_trials, batched=False))
-        bare.setdefault("sqlite_batched", []).append(
-            optuna_alone(choices, f"sqlite:///{here / 'bare_batched.db'}", args.overhead_trials, batched=True))
+        for name, url, plain in (("memory", "memory", False),
+                                 ("sqlite_optuna_storage", f"sqlite:///{here / 'bare_optuna.db'}", True),
+                                 ("sqlite_our_storage", f"sqlite:///{here / 'bare_ours.db'}", False)):
+            bare.setdefault(name, []).append(optuna_alone(choices, url, args.overhead_trials, plain))
     out = {name: {key: round(statistics.median(values), 2) for key, values in figures.items()}
            for name, figures in runs.items()}
     out["runs"] = {name: {key: [round(v, 2) for v in values] for key, values in figures.items()}
@@ -173,17 +172,20 @@ def overhead(args, table_model, folder) -> dict:
     return out
 
 
-def optuna_alone(choices: dict, url: str, trials: int, batched: bool) -> float:
-    """Milliseconds per trial of a bare Optuna loop (random sampler) over the space's parameters,
-    on the storage the controller would open for ``url``; ``batched`` writes each trial's
-    parameters in one transaction as the controller does."""
-    storage = make_storage(url)
+def optuna_alone(choices: dict, url: str, trials: int, plain_optuna: bool) -> float:
+    """Milliseconds per trial of a bare Optuna loop (random sampler): ask, one suggest per
+    parameter of the space, tell. ``plain_optuna``: Optuna's own RDB storage (on a file in the
+    same WAL mode); otherwise the controller's, with each trial's parameters written in one
+    transaction as the controller writes them."""
+    storage = make_storage(url)  # for a file: creates it in WAL mode
+    if plain_optuna:
+        storage = optuna.storages.RDBStorage(url)
     study = optuna.create_study(storage=storage, sampler=optuna.samplers.RandomSampler(seed=0),
                                 directions=["maximize", "minimize"])
     start = time.perf_counter()
     for _ in range(trials):
         trial = study.ask()
-        with write_batch(storage) if batched else contextlib.nullcontext():
+        with write_batch(storage):  # a no-op for Optuna's own storage
             for name, options in choices.items():
                 trial.suggest_categorical(name, options)
         study.tell(trial, [0.5, 1.0])

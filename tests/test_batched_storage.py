@@ -227,13 +227,17 @@ def test_other_workers_trials_are_read_from_postgres(tmp_path, postgres_url):
     check_other_workers_trials_are_read_from_the_database(tmp_path, postgres_url)
 
 
-def test_a_trial_failed_by_another_worker_is_read_as_failed(tmp_path):
-    # Another worker's dead-worker check can fail a trial this worker still holds.
-    url = f"sqlite:///{tmp_path / 'study.db'}"
+def failed_by_another_worker(tmp_path):
+    """A trial of ours that another worker's dead-worker check has failed meanwhile."""
     storage, study = open_study(tmp_path)
     trial = study.ask()
     fill(trial, storage)
-    database(url).set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    database(f"sqlite:///{tmp_path / 'study.db'}").set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    return storage, study, trial
+
+
+def test_a_trial_failed_by_another_worker_is_read_as_failed(tmp_path):
+    storage, study, trial = failed_by_another_worker(tmp_path)
     assert study.get_trials()[0].state == TrialState.FAIL
     assert storage.get_trial(trial._trial_id).state == TrialState.FAIL
     with pytest.raises(ValueError, match="Cannot tell a FAIL trial"):  # as plain Optuna says
@@ -241,14 +245,10 @@ def test_a_trial_failed_by_another_worker_is_read_as_failed(tmp_path):
 
 
 def test_a_trial_failed_by_another_worker_cannot_be_completed(tmp_path):
-    url = f"sqlite:///{tmp_path / 'study.db'}"
-    storage, study = open_study(tmp_path)
-    trial = study.ask()
-    fill(trial, storage)
-    database(url).set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    storage, study, trial = failed_by_another_worker(tmp_path)
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):  # the database refuses it
         study.tell(trial, 1.0)
-    assert database(url).get_trial(trial._trial_id).state == TrialState.FAIL
+    assert database(f"sqlite:///{tmp_path / 'study.db'}").get_trial(trial._trial_id).state == TrialState.FAIL
     assert storage.get_trial(trial._trial_id).state == TrialState.FAIL
 
 

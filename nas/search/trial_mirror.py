@@ -110,15 +110,15 @@ class TrialMirror:
             return finished[1] if finished is not None else None
 
     def finish(self, trial_id: int, state: TrialState, values: list[float] | None, datetime_complete) -> None:
-        """A trial of ours has finished with these values at this time (as the database
-        stored it); its record never changes again."""
+        """A trial of ours has finished with these values (floats) at this time (as the
+        database stored it); its record never changes again."""
         with self._lock:
             running = self._running.pop(trial_id, None)
             if running is None:
                 return
             trial = running.build()
             trial.state, trial.datetime_complete = state, datetime_complete
-            trial.values = None if values is None else [float(v) for v in values]
+            trial.values = values
             self._finished[trial_id] = (running.study_id, trial)
             while len(self._finished) > MAX_FINISHED:
                 self._finished.popitem(last=False)

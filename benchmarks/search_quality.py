@@ -1,8 +1,8 @@
-"""Search quality: NSGA-II, TPE and random search on one space, compared by the hypervolume
-of (zero-cost proxy score, predicted latency) reached after N trials; plus the controller's
-own overhead per trial (the run's wall time minus evaluation, in memory and on an SQLite file)
-next to what a bare Optuna loop over the same parameters costs in memory, on Optuna's own SQLite
-storage and on ours. Prints JSON.
+"""Search quality: NSGA-II (with and without the surrogate's pre-selection), TPE and random
+search on one space, compared by the hypervolume of (zero-cost proxy score, predicted latency)
+reached after N trials; plus the controller's own overhead per trial (the run's wall time minus
+evaluation, in memory and on an SQLite file) next to what a bare Optuna loop over the same
+parameters costs in memory, on Optuna's own SQLite storage and on ours. Prints JSON.
 
     python benchmarks/search_quality.py [--space hybrid] [--table latency_tables/...csv]
         [--trials 60] [--seeds 5] [--proxy naswot] [--overhead-only] [--overhead-repeats 3]
@@ -48,7 +48,10 @@ from nas.search.runner import run_experiment  # noqa: E402
 from nas.search.study import make_storage, write_batch  # noqa: E402
 from nas.space import get_reference, get_space  # noqa: E402
 
-SAMPLERS = ("nsga2", "tpe", "random")
+# name -> sampler settings: NSGA-II as configured by default (choosing among its children with a
+# surrogate, nas/search/preselect.py) and plain (one child per trial), TPE, random search
+SAMPLERS = {"nsga2": {"kind": "nsga2"}, "nsga2_plain": {"kind": "nsga2", "candidates": 1},
+            "tpe": {"kind": "tpe"}, "random": {"kind": "random"}}
 
 
 class ConstantEvaluator:
@@ -69,7 +72,7 @@ def default_table(space: str) -> str:
 
 
 def run_one(space, table_model, evaluator, sampler, seed, trials, folder, storage="memory", population=16):
-    sampler_options = {"kind": sampler, "population_size": population, "n_startup_trials": 10}
+    sampler_options = {**SAMPLERS[sampler], "population_size": population, "n_startup_trials": 10}
     config = parse_config({"name": f"{sampler}-{seed}", "space": space, "latency": "given", "trials": trials,
                            "seed": seed, "sampler": sampler_options, "storage": storage,
                            "output": str(folder / f"{sampler}-{seed}")})
@@ -92,7 +95,7 @@ def improvement_over(baselines: np.ndarray):
 
 def hypervolume_ratios(result: dict, checkpoints: list[int]) -> dict:
     return {f"{s}/random": {n: result[s][n]["median"] / result["random"][n]["median"] for n in checkpoints}
-            for s in ("nsga2", "tpe")}
+            for s in SAMPLERS if s != "random"}
 
 
 def baseline_points(args, evaluator, table_model) -> dict[str, tuple[float, float]]:

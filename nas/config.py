@@ -112,6 +112,7 @@ class ObjectiveConfig:
 
 
 SAMPLERS = ("nsga2", "nsga3", "tpe", "random")
+DEFAULT_CANDIDATES = 8  # NSGA-II children per trial (benchmarks/search_quality.py)
 
 
 @dataclass(frozen=True)
@@ -119,8 +120,13 @@ class SamplerConfig:
     kind: Literal["auto", "nsga2", "nsga3", "tpe", "random"] = "auto"  # auto: nsga2 for pareto, tpe otherwise
     population_size: int = 16
     n_startup_trials: int = 10
+    # NSGA-II only: children proposed per trial, of which a surrogate of the score keeps the most
+    # promising (nas/search/preselect.py); 1 is plain NSGA-II. None: DEFAULT_CANDIDATES.
+    candidates: int | None = None
 
     def validate(self, where: str) -> None:
+        if self.candidates is not None and self.candidates < 1:
+            raise ConfigError(f"{where}.candidates must be >= 1, got {self.candidates!r}")
         if self.population_size < 2:
             raise ConfigError(f"{where}.population_size must be >= 2, got {self.population_size!r}")
         if self.n_startup_trials < 0:
@@ -158,6 +164,9 @@ class ExperimentConfig:
             raise ConfigError(f"trials must be >= 1, got {self.trials!r}")
         if self.timeout_s is not None and self.timeout_s <= 0:
             raise ConfigError(f"timeout_s must be > 0, got {self.timeout_s!r}")
+        if self.sampler.candidates is not None and self.sampler_kind() != "nsga2":
+            raise ConfigError(f"sampler.candidates applies to the nsga2 sampler only, "
+                              f"got sampler {self.sampler_kind()!r}")
         if self.heartbeat_interval_s < 1:
             raise ConfigError(f"heartbeat_interval_s must be >= 1, got {self.heartbeat_interval_s!r}")
         if self.grace_period_s <= self.heartbeat_interval_s:

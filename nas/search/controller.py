@@ -61,6 +61,12 @@ class RunSummary:
         return max(0.0, self.elapsed_s - self.evaluation_s)
 
 
+def measure(spec: ArchSpec, latency_model: LatencyModel) -> Measured:
+    """What a network costs, known before it is trained: predicted latency, MACs, parameters."""
+    ops = resolve(spec)
+    return Measured(latency_ms=float(latency_model.predict(ops)), macs=count_macs(ops), params=count_params(ops))
+
+
 def _log_line(message: str) -> None:
     """One line above the progress bar, flushed: a run whose output goes to a file shows it now."""
     tqdm.write(message)
@@ -98,9 +104,7 @@ class Controller:
     # ---- measuring
 
     def measure(self, spec: ArchSpec) -> Measured:
-        ops = resolve(spec)
-        return Measured(latency_ms=float(self.latency_model.predict(ops)), macs=count_macs(ops),
-                        params=count_params(ops))
+        return measure(spec, self.latency_model)
 
     def spec_attrs(self, spec: ArchSpec, m: Measured) -> dict[str, Any]:
         # constraint values go to Trial.set_constraint (see step); "feasible" is for reports

@@ -11,11 +11,12 @@ import optuna
 import yaml
 
 from nas.archs import load_arch
-from nas.config import ExperimentConfig
+from nas.config import DEFAULT_CANDIDATES, ExperimentConfig
 from nas.folders import unwritable_reason
 from nas.ops import resolve
 from nas.search.controller import Controller, RunSummary
 from nas.search.objectives import Objective
+from nas.search.preselect import Describe, PreselectingNSGAIISampler, architecture_describer
 from nas.search.study import make_storage, redact
 from nas.space import SearchSpace, get_space, space_class
 from nas.spec import SpecError
@@ -27,10 +28,17 @@ class ExperimentError(ValueError):
     """The experiment cannot run as configured (the message says why and what to do)."""
 
 
-def make_sampler(config: ExperimentConfig, objective: Objective, seed: int) -> optuna.samplers.BaseSampler:
-    """The configured sampler. Constraints reach it through ``Trial.set_constraint``."""
+def make_sampler(config: ExperimentConfig, objective: Objective, seed: int,
+                 describe: Describe | None = None) -> optuna.samplers.BaseSampler:
+    """The configured sampler. Constraints reach it through ``Trial.set_constraint``.
+    ``describe`` prices a parameter set before it is trained; NSGA-II uses it to choose among
+    its children (without it, or with ``candidates: 1``, it is plain NSGA-II)."""
     kind = config.sampler_kind()
     if kind == "nsga2":
+        candidates = config.sampler.candidates or DEFAULT_CANDIDATES
+        if describe is not None and candidates > 1:
+            return PreselectingNSGAIISampler(describe=describe, candidates=candidates,
+                                             population_size=config.sampler.population_size, seed=seed)
         return optuna.samplers.NSGAIISampler(population_size=config.sampler.population_size, seed=seed)
     if kind == "nsga3":
         return optuna.samplers.NSGAIIISampler(population_size=config.sampler.population_size, seed=seed)
@@ -51,12 +59,13 @@ def build_space(config: ExperimentConfig, input_shape, classes: int) -> SearchSp
         raise ExperimentError(f"space.options: {exc}") from None
 
 
-def open_study(config: ExperimentConfig, objective: Objective, seed: int, storage_url: str | None = None):
+def open_study(config: ExperimentConfig, objective: Objective, seed: int, storage_url: str | None = None,
+               describe: Describe | None = None):
     """Create the study or load it to resume; refuses a stored study made for other objectives.
     Returns the study and the storage object it was opened with."""
     url = storage_url or config.storage_url()
     storage = make_storage(url, config.heartbeat_interval_s, config.grace_period_s)
-    sampler = make_sampler(config, objective, seed)
+    sampler = make_sampler(config, objective, seed, describe)
     study = optuna.create_study(storage=storage, study_name=config.study_name, sampler=sampler,
                                 directions=objective.directions, load_if_exists=True)
     wanted = [optuna.study.StudyDirection.MAXIMIZE if d == "maximize" else optuna.study.StudyDirection.MINIMIZE
@@ -163,7 +172,8 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True, storage_u
     check_table_covers_space(latency_model, space)
     objective = Objective(config.objective, score_name=evaluator.objective)
     seed = config.seed if worker is None else config.seed + 1000 * worker
-    study, storage = open_study(config, objective, seed, storage_url)
+    study, storage = open_study(config, objective, seed, storage_url,
+                                describe=architecture_describer(space, latency_model, objective))
     output = config.output_dir()
     write_config_copy(config, output)
     controller = Controller(study=study, space=space, evaluator=evaluator, latency_model=latency_model,

@@ -1,0 +1,177 @@
+"""NSGA-II with pre-selection: of several children that NSGA-II's own crossover and mutation
+propose, the one a surrogate expects to improve the Pareto front most becomes the trial.
+
+Only the accuracy (the evaluator's score) is expensive. A candidate's latency comes from the
+lookup table and its MACs and parameters from the resolver, in microseconds, so those are
+exact; a candidate that breaks a constraint or repeats an evaluated architecture is known
+before anything is trained; and the same cheap statistics (log MACs, log parameters, log
+latency) feed a ridge regression of the score, fitted on the trials evaluated so far. This is
+the surrogate-assisted evolution of NSGANetV2 (Lu et al., 2020) in its simplest form: the
+surrogate only chooses among NSGA-II's children, it never invents one, and the first
+generation is random as in plain NSGA-II.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from nas.search.controller import LatencyModel, measure
+from nas.search.objectives import Objective
+from nas.search.pareto import hypervolume_2d
+from nas.space import SearchSpace
+
+# Below this many evaluated trials the regression is not fitted and NSGA-II's first child stands.
+MIN_FITTED = 8
+RIDGE = 1e-3  # on standardised features: keeps the fit defined when a feature is constant
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What is known about a proposed network before it is evaluated. ``free_values``: the
+    study's values after the first (latency, then MACs or parameters when they are
+    objectives)."""
+
+    arch_id: str
+    features: tuple[float, ...]
+    free_values: tuple[float, ...]
+    feasible: bool
+
+
+Describe = Callable[[dict[str, Any]], Candidate]
+
+
+def architecture_describer(space: SearchSpace, latency_model: LatencyModel, objective: Objective) -> Describe:
+    """Describes a parameter set of ``space`` by its network's predicted cost."""
+
+    def describe(params: dict[str, Any]) -> Candidate:
+        spec = space.decode(params)
+        m = measure(spec, latency_model)
+        features = (math.log(max(m.macs, 1)), math.log(max(m.params, 1)), math.log(max(m.latency_ms, 1e-6)))
+        return Candidate(spec.arch_id, features, tuple(objective.unevaluated_values(m)[1:]), objective.feasible(m))
+
+    return describe
+
+
+class PreselectingNSGAIISampler(optuna.samplers.NSGAIISampler):
+    """NSGA-II that proposes ``candidates`` children per trial and keeps the one with the
+    largest predicted hypervolume improvement (score predicted one residual standard
+    deviation up, so that uncertain children get their chance). Children that repeat an
+    evaluated architecture or break a constraint are passed over while another remains.
+    The surrogate ranks only with two objectives (score, latency); otherwise it only filters."""
+
+    def __init__(self, *, describe: Describe, candidates: int = 8, seed: int | None = None, **kwargs: Any):
+        if candidates < 1:
+            raise ValueError(f"candidates must be >= 1, got {candidates}")
+        super().__init__(seed=seed, **kwargs)
+        self._describe = describe
+        self._candidates = candidates
+        self._features: dict[int, tuple[float, ...]] = {}  # of evaluated trials, by trial id
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        generation = self.get_trial_generation(study, trial)
+        parents = self.get_parent_population(study, generation)
+        if not parents:
+            return {}  # the first generation: random, as in NSGA-II
+        children = [self._complete(study, trial, search_space,
+                                   self._child_generation_strategy(study, search_space, parents))
+                    for _ in range(self._candidates)]
+        if len(children) == 1:
+            return children[0]
+        evaluated = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                     if "score" in t.user_attrs and t.user_attrs.get("feasible", True)]
+        return children[self._pick([self._describe(c) for c in children], evaluated, study.directions)]
+
+    def _complete(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution],
+                  params: dict[str, Any]) -> dict[str, Any]:
+        """A child with every parameter: NSGA-II leaves out those its mutation redraws (they
+        would be drawn at random after it); they are drawn here the same way, so that the
+        child can be described."""
+        for name, distribution in search_space.items():
+            if name not in params:
+                params[name] = self._random_sampler.sample_independent(study, trial, name, distribution)
+        return params
+
+    def _pick(self, described: list[Candidate], evaluated: list[FrozenTrial],
+              directions: list[StudyDirection]) -> int:
+        seen = {t.user_attrs.get("arch_id") for t in evaluated}
+        allowed = ([i for i, c in enumerate(described) if c.feasible and c.arch_id not in seen]
+                   or [i for i, c in enumerate(described) if c.feasible] or list(range(len(described))))
+        if len(evaluated) < MIN_FITTED or len(directions) != 2 or len(allowed) == 1:
+            return allowed[0]
+        predict = fit_ridge(np.array([self._features_of(t) for t in evaluated]),
+                            np.array([t.values[0] for t in evaluated]))
+        mean, spread = predict(np.array([described[i].features for i in allowed]))
+        optimistic = mean + (spread if directions[0] == StudyDirection.MAXIMIZE else -spread)
+        observed = np.array([t.values for t in evaluated])
+        proposed = np.column_stack([optimistic, [described[i].free_values[0] for i in allowed]])
+        return allowed[int(np.argmax(hypervolume_gains(observed, proposed, directions)))]
+
+    def _features_of(self, trial: FrozenTrial) -> tuple[float, ...]:
+        if trial._trial_id not in self._features:
+            self._features[trial._trial_id] = self._describe(dict(trial.params)).features
+        return self._features[trial._trial_id]
+
+
+def fit_ridge(x: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray], tuple[np.ndarray, float]]:
+    """A ridge regression on standardised features; the returned function gives predictions
+    and the residual standard deviation of the fit."""
+    centre, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    design = np.column_stack([np.ones(len(x)), (x - centre) / scale])
+    penalty = RIDGE * len(x) * np.eye(design.shape[1])
+    penalty[0, 0] = 0.0  # the intercept is not shrunk
+    weights = np.linalg.solve(design.T @ design + penalty, design.T @ y)
+    residual = float(np.std(y - design @ weights))
+
+    def predict(new: np.ndarray) -> tuple[np.ndarray, float]:
+        return np.column_stack([np.ones(len(new)), (new - centre) / scale]) @ weights, residual
+
+    return predict
+
+
+def hypervolume_gains(observed: np.ndarray, proposed: np.ndarray, directions: list[StudyDirection]) -> np.ndarray:
+    """For each proposed point (2 objectives), how much it would add to the hypervolume of the
+    observed ones, both objectives scaled by the observed range and the reference just beyond
+    the worst observed. A point that would be dominated gets minus the shift that would make it
+    non-dominated instead, so that the nearest to the front is preferred; one beyond the
+    reference (slower than every observed network) gets 0."""
+    signs = np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in directions])
+    obs, new = observed * signs, proposed * signs
+    lo, hi = obs.min(axis=0), obs.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    front, new = front_2d((obs - lo) / span), (new - lo) / span
+    reference = (1.1, 1.1)
+    base = hypervolume_2d(front, reference)
+    gains = np.empty(len(new))
+    for i, point in enumerate(new):
+        gain = hypervolume_2d(np.vstack([front, point]), reference) - base
+        dominating = front[np.all(front <= point, axis=1)]
+        if gain > 0 or not len(dominating):  # no gain and not dominated: beyond the reference
+            gains[i] = gain
+        else:
+            gains[i] = -float(np.max(np.min(point - dominating, axis=1)))
+    return gains
+
+
+def front_2d(points: np.ndarray) -> np.ndarray:
+    """The non-dominated rows of ``points`` (n x 2, both minimised), found with one sort."""
+    ordered = points[np.lexsort((points[:, 1], points[:, 0]))]
+    running_min = np.minimum.accumulate(ordered[:, 1])
+    keep = np.r_[True, ordered[1:, 1] < running_min[:-1]]
+    return ordered[keep]
+
+
+# Generations and parent populations are stored under NSGA-II's own keys (Optuna derives them
+# from the class name), so a study can go on with plain NSGA-II (candidates: 1) and back.
+PreselectingNSGAIISampler._GENERATION_KEY = optuna.samplers.NSGAIISampler._get_generation_key()
+PreselectingNSGAIISampler._PARENT_CACHE_KEY_PREFIX = optuna.samplers.NSGAIISampler._get_parent_cache_key_prefix()

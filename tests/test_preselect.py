@@ -1,0 +1,91 @@
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution
+from optuna.study import StudyDirection
+from optuna.trial import create_trial
+
+from nas.search.pareto import nondominated_mask
+from nas.search.preselect import Candidate, PreselectingNSGAIISampler, fit_ridge, front_2d, hypervolume_gains
+from tests.test_search import make_config, run
+
+MAX_MIN = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
+
+
+def test_front_2d_is_the_non_dominated_set():
+    points = np.random.default_rng(0).random((200, 2)).round(2)  # rounded: ties on both axes
+    expected = points[nondominated_mask(points, ["minimize", "minimize"])]
+    assert sorted(map(tuple, front_2d(points))) == sorted(set(map(tuple, expected)))
+
+
+def test_ridge_recovers_a_linear_relation_and_its_noise():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 3))
+    y = 2.0 + x @ np.array([1.0, -0.5, 0.0]) + rng.normal(scale=0.1, size=200)
+    predict = fit_ridge(x, y)
+    mean, spread = predict(np.array([[1.0, 2.0, 3.0]]))
+    assert mean[0] == pytest.approx(2.0, abs=0.05)
+    assert spread == pytest.approx(0.1, rel=0.2)
+    constant = fit_ridge(np.ones((5, 1)), np.arange(5.0))  # a constant feature: still defined
+    assert constant(np.ones((1, 1)))[0][0] == pytest.approx(2.0)
+
+
+def test_hypervolume_gains_prefer_points_that_extend_the_front():
+    observed = np.array([[0.6, 1.0], [0.8, 2.0], [0.9, 4.0]])  # (accuracy, latency)
+    proposed = np.array([[0.85, 1.5],    # between two front points: a gain
+                         [0.95, 1.0],    # dominates the fastest: a larger gain
+                         [0.79, 2.1],    # just behind the front
+                         [0.5, 3.0]])    # far behind it
+    gains = hypervolume_gains(observed, proposed, MAX_MIN)
+    assert gains[1] > gains[0] > 0 > gains[2] > gains[3]
+    flipped = hypervolume_gains(observed * [-1, 1], proposed * [-1, 1], [StudyDirection.MINIMIZE] * 2)
+    assert np.allclose(flipped, gains)  # the direction of the first objective is honoured
+
+
+def evaluated_trial(number, arch_id, macs, score, latency):
+    trial = create_trial(values=[score, latency], params={"x": number},
+                         distributions={"x": CategoricalDistribution(list(range(100)))},
+                         user_attrs={"arch_id": arch_id, "score": score, "macs": macs})
+    trial._trial_id = number
+    return trial
+
+
+def make_sampler(candidates):
+    """A sampler whose 'networks' are described by two parameters: the surrogate's feature is
+    log(x) and the latency is ``lat`` (x when not given); arch ids repeat every 50 x."""
+    def describe(params):
+        x = params["x"]
+        return Candidate(f"a{x % 50}", (float(np.log(x)),), (float(params.get("lat", x)),), feasible=x < 90)
+
+    return PreselectingNSGAIISampler(describe=describe, candidates=candidates, population_size=4, seed=0)
+
+
+def test_pick_skips_repeats_and_infeasible_children_and_follows_the_surrogate():
+    sampler = make_sampler(4)
+    evaluated = [evaluated_trial(x, f"a{x % 50}", x, float(np.log(x)), float(x)) for x in range(1, 40, 3)]
+    describe = sampler._describe
+    # 10 repeats arch a10 (evaluated), 95 is infeasible: neither is chosen while others remain
+    assert sampler._pick([describe({"x": 10}), describe({"x": 95}), describe({"x": 2})], evaluated, MAX_MIN) == 2
+    # the surrogate has learnt score = log(x): the child whose x predicts a high score at a low
+    # latency wins over one on the observed curve and one predicted to be dominated
+    children = [describe({"x": 21}), describe({"x": 5, "lat": 30}), describe({"x": 36, "lat": 6})]
+    assert sampler._pick(children, evaluated, MAX_MIN) == 2
+    assert sampler._pick(children[:2], evaluated, MAX_MIN) == 0
+    # all infeasible: the least bad is still a child (NSGA-II's first)
+    assert sampler._pick([describe({"x": 95}), describe({"x": 96})], evaluated, MAX_MIN) == 0
+
+
+def test_search_with_preselection_runs_and_keeps_nsga2_generations(tmp_path):
+    config = make_config(tmp_path, trials=6, sampler={"kind": "nsga2", "population_size": 3, "candidates": 1})
+    summary, _, study = run(config)
+    assert type(summary.study.sampler) is optuna.samplers.NSGAIISampler
+    config = make_config(tmp_path, trials=14, sampler={"kind": "nsga2", "population_size": 3, "candidates": 6},
+                         objective={"kind": "pareto", "max_latency_ms": 0.5})
+    summary, evaluator, study = run(config)
+    assert isinstance(summary.study.sampler, PreselectingNSGAIISampler)
+    assert summary.completed == 14
+    key = optuna.samplers.NSGAIISampler._get_generation_key()
+    generations = [t.system_attrs.get(key) for t in study.get_trials()]
+    assert generations[:6] == [0, 0, 0, 1, 1, 1]  # the plain run's, read back by the resumed one
+    assert max(generations) >= 3  # it went on from them
+    assert len(evaluator.calls) == len(set(evaluator.calls))

@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import numpy as np
 import optuna
 import pytest
@@ -55,7 +57,8 @@ def make_sampler(candidates):
     log(x) and the latency is ``lat`` (x when not given); arch ids repeat every 50 x."""
     def describe(params):
         x = params["x"]
-        return Candidate(f"a{x % 50}", (float(np.log(x)),), (float(params.get("lat", x)),), feasible=x < 90)
+        return Candidate(SimpleNamespace(arch_id=f"a{x % 50}"), (float(np.log(x)),), (float(params.get("lat", x)),),
+                         feasible=x < 90)
 
     return PreselectingNSGAIISampler(describe=describe, candidates=candidates, population_size=4, seed=0)
 

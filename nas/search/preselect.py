@@ -38,9 +38,10 @@ RIDGE = 1e-3  # on standardised features: keeps the fit defined when a feature i
 class Candidate:
     """What is known about a proposed network before it is evaluated. ``free_values``: the
     study's values after the first (latency, then MACs or parameters when they are
-    objectives)."""
+    objectives). ``spec``: the network (anything with an ``arch_id``; an ArchSpec computes it
+    when first asked, so only the children that are looked up pay for it)."""
 
-    arch_id: str
+    spec: Any
     features: tuple[float, ...]
     free_values: tuple[float, ...]
     feasible: bool
@@ -56,7 +57,7 @@ def architecture_describer(space: SearchSpace, latency_model: LatencyModel, obje
         spec = space.decode(params)
         m = measure(spec, latency_model)
         features = (math.log(max(m.macs, 1)), math.log(max(m.params, 1)), math.log(max(m.latency_ms, 1e-6)))
-        return Candidate(spec.arch_id, features, tuple(objective.unevaluated_values(m)[1:]), objective.feasible(m))
+        return Candidate(spec, features, tuple(objective.unevaluated_values(m)[1:]), objective.feasible(m))
 
     return describe
 
@@ -103,18 +104,20 @@ class PreselectingNSGAIISampler(optuna.samplers.NSGAIISampler):
 
     def _pick(self, described: list[Candidate], evaluated: list[FrozenTrial],
               directions: list[StudyDirection]) -> int:
+        """The index of the child to try: the feasible one with the largest predicted gain
+        that repeats no evaluated architecture (NSGA-II's order before the surrogate is
+        fitted); the best feasible one when all repeat; NSGA-II's first when none is feasible."""
+        ranked = [i for i, c in enumerate(described) if c.feasible] or list(range(len(described)))
+        if len(evaluated) >= MIN_FITTED and len(directions) == 2 and len(ranked) > 1:
+            predict = fit_ridge(np.array([self._features_of(t) for t in evaluated]),
+                                np.array([t.values[0] for t in evaluated]))
+            mean, spread = predict(np.array([described[i].features for i in ranked]))
+            optimistic = mean + (spread if directions[0] == StudyDirection.MAXIMIZE else -spread)
+            proposed = np.column_stack([optimistic, [described[i].free_values[0] for i in ranked]])
+            gains = hypervolume_gains(np.array([t.values for t in evaluated]), proposed, directions)
+            ranked = [ranked[j] for j in np.argsort(-gains, kind="stable")]
         seen = {t.user_attrs.get("arch_id") for t in evaluated}
-        allowed = ([i for i, c in enumerate(described) if c.feasible and c.arch_id not in seen]
-                   or [i for i, c in enumerate(described) if c.feasible] or list(range(len(described))))
-        if len(evaluated) < MIN_FITTED or len(directions) != 2 or len(allowed) == 1:
-            return allowed[0]
-        predict = fit_ridge(np.array([self._features_of(t) for t in evaluated]),
-                            np.array([t.values[0] for t in evaluated]))
-        mean, spread = predict(np.array([described[i].features for i in allowed]))
-        optimistic = mean + (spread if directions[0] == StudyDirection.MAXIMIZE else -spread)
-        observed = np.array([t.values for t in evaluated])
-        proposed = np.column_stack([optimistic, [described[i].free_values[0] for i in allowed]])
-        return allowed[int(np.argmax(hypervolume_gains(observed, proposed, directions)))]
+        return next((i for i in ranked if described[i].spec.arch_id not in seen), ranked[0])
 
     def _features_of(self, trial: FrozenTrial) -> tuple[float, ...]:
         if trial._trial_id not in self._features:

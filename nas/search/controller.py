@@ -160,11 +160,12 @@ class Controller:
                 if self.timeout_s is not None and time.perf_counter() - start >= self.timeout_s:
                     summary.notes.append(f"stopped by the {self.timeout_s:g} s timeout")
                     break
-                states = [t.state for t in self.study.get_trials(deepcopy=False)]  # one read per trial
+                trials = self.study.get_trials(deepcopy=False)  # one read per trial, shared with step
+                states = [t.state for t in trials]
                 budget_left = self.trials is None or states.count(TrialState.COMPLETE) < self.trials
                 if not budget_left and TrialState.WAITING not in states and not self.wait_for_dead_workers():
                     break
-                self.step(summary)
+                self.step(summary, known=trials)
                 if self.progress:
                     bar.n = min(self.completed_count(), self.trials or 10**9)
                     bar.set_postfix_str(self.status_line(), refresh=False)
@@ -178,9 +179,10 @@ class Controller:
         summary.elapsed_s = time.perf_counter() - start
         return summary
 
-    def step(self, summary: RunSummary) -> int:
+    def step(self, summary: RunSummary, known: list[FrozenTrial] | None = None) -> int:
         """Ask for one trial, measure it, evaluate it unless infeasible or known, tell;
-        returns the trial's number."""
+        returns the trial's number. ``known``: the study's trials as read just before (the
+        run loop's read, to spare another); by default they are read here."""
         trial = self.study.ask()
         first_heartbeat(self.storage, trial._trial_id)  # ask/tell has no public trial id
         with write_batch(self.storage):  # one transaction instead of one per parameter
@@ -193,7 +195,7 @@ class Controller:
                 trial.set_constraint(key, value)  # constrained samplers rank infeasible trials by these
             # Baselines are trained even when infeasible: they are the reference the plots compare to.
             runs = self.objective.feasible(m) or "baseline" in trial.user_attrs
-            earlier = self.find_earlier(spec.arch_id, trial.number) if runs else None
+            earlier = self.find_earlier(spec.arch_id, trial.number, known) if runs else None
             if not runs:  # told inside the batch: the trial's rows and its end in one transaction
                 self.study.tell(trial, self.objective.unevaluated_values(m))
                 summary.infeasible += 1
@@ -264,17 +266,24 @@ class Controller:
             summary.evaluation_s += seconds
         return metrics, seconds
 
-    def find_earlier(self, arch_id: str, number: int) -> FrozenTrial | None:
+    def find_earlier(self, arch_id: str, number: int, known: list[FrozenTrial] | None = None) -> FrozenTrial | None:
         """A completed, evaluated trial of the same architecture, else one still running in
-        another worker, else None."""
+        another worker, else None; among ``known`` trials when given, else the study's now.
+        A running one found among ``known`` is read again: it may have ended (or been failed
+        as a dead worker's, and this trial be its retry) since they were read."""
         running = None
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+        for t in self.study.get_trials(deepcopy=False) if known is None else known:
             if t.number == number or t.user_attrs.get("arch_id") != arch_id:
                 continue
             if t.state == TrialState.COMPLETE and "score" in t.user_attrs:
                 return t
             if t.state == TrialState.RUNNING and t.number < number:
                 running = t
+        if running is not None and known is not None:
+            running = self.study._storage.get_trial(running._trial_id)
+            if running.state == TrialState.COMPLETE and "score" in running.user_attrs:
+                return running
+            return running if running.state == TrialState.RUNNING else None
         return running
 
     def requeue_interrupted(self) -> None:

@@ -8,7 +8,14 @@ from optuna.study import StudyDirection
 from optuna.trial import create_trial
 
 from nas.search.pareto import nondominated_mask
-from nas.search.preselect import Candidate, PreselectingNSGAIISampler, fit_ridge, front_2d, hypervolume_gains
+from nas.search.preselect import (
+    Candidate,
+    PreselectingNSGAIISampler,
+    Surrogate,
+    front_2d,
+    hypervolume_gains,
+    rank_correlation,
+)
 from tests.test_search import make_config, run
 
 MAX_MIN = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
@@ -20,16 +27,30 @@ def test_front_2d_is_the_non_dominated_set():
     assert sorted(map(tuple, front_2d(points))) == sorted(set(map(tuple, expected)))
 
 
-def test_ridge_recovers_a_linear_relation_and_its_noise():
+def test_surrogate_recovers_a_linear_relation_its_noise_and_its_skill():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(200, 3))
     y = 2.0 + x @ np.array([1.0, -0.5, 0.0]) + rng.normal(scale=0.1, size=200)
-    predict = fit_ridge(x, y)
-    mean, spread = predict(np.array([[1.0, 2.0, 3.0]]))
-    assert mean[0] == pytest.approx(2.0, abs=0.05)
-    assert spread == pytest.approx(0.1, rel=0.2)
-    constant = fit_ridge(np.ones((5, 1)), np.arange(5.0))  # a constant feature: still defined
-    assert constant(np.ones((1, 1)))[0][0] == pytest.approx(2.0)
+    surrogate = Surrogate.fit(x, y)
+    assert surrogate.predict(np.array([[1.0, 2.0, 3.0]]))[0] == pytest.approx(2.0, abs=0.05)
+    assert surrogate.residual == pytest.approx(0.1, rel=0.2)
+    assert surrogate.skill > 0.95 and surrogate.trusted
+    # no relation: trusted about as often as the 5% test allows, by chance
+    trusted = [Surrogate.fit(x[:30], rng.normal(size=30)).trusted for _ in range(400)]
+    assert np.mean(trusted) < 0.1
+    constant = Surrogate.fit(np.ones((5, 1)), np.arange(5.0))  # a constant feature: still defined
+    assert constant.predict(np.ones((1, 1)))[0] == pytest.approx(2.0)
+    assert not constant.trusted
+
+
+def test_held_out_skill_matches_refitting_without_each_trial():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(12, 2)), rng.normal(size=12)
+    surrogate = Surrogate.fit(x, y)
+    refitted = [Surrogate.fit(np.delete(x, i, 0), np.delete(y, i)) for i in range(12)]
+    # the shortcut uses the full sample's standardisation, so it matches refits only closely
+    held_out = [fit.predict(x[i:i + 1])[0] for i, fit in enumerate(refitted)]
+    assert surrogate.skill == pytest.approx(rank_correlation(np.array(held_out), y), abs=0.1)
 
 
 def test_hypervolume_gains_prefer_points_that_extend_the_front():
@@ -76,6 +97,11 @@ def test_pick_skips_repeats_and_infeasible_children_and_follows_the_surrogate():
     assert sampler._pick(children[:2], evaluated, MAX_MIN) == 0
     # all infeasible: the least bad is still a child (NSGA-II's first)
     assert sampler._pick([describe({"x": 95}), describe({"x": 96})], evaluated, MAX_MIN) == 0
+    # where the score falls as x grows the surrogate's held-out ranks are wrong: not trusted,
+    # NSGA-II's order stands
+    misleading = [evaluated_trial(x, f"a{x % 50}", x, float(np.log(x) * (-1) ** x), float(x))
+                  for x in range(1, 40, 3)]
+    assert sampler._pick(children, misleading, MAX_MIN) == 0
 
 
 def test_search_with_preselection_runs_and_keeps_nsga2_generations(tmp_path):

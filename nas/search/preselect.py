@@ -9,6 +9,11 @@ latency) feed a ridge regression of the score, fitted on the trials evaluated so
 the surrogate-assisted evolution of NSGANetV2 (Lu et al., 2020) in its simplest form: the
 surrogate only chooses among NSGA-II's children, it never invents one, and the first
 generation is random as in plain NSGA-II.
+
+Cost is not always a good guide to accuracy (in some spaces and budgets larger networks train
+worse), so the surrogate is trusted only while it ranks the evaluated trials well when each is
+held out of the fit; otherwise NSGA-II's own order stands and only repeats and infeasible
+children are passed over.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from nas.space import SearchSpace
 # Below this many evaluated trials the regression is not fitted and NSGA-II's first child stands.
 MIN_FITTED = 8
 RIDGE = 1e-3  # on standardised features: keeps the fit defined when a feature is constant
+SKILL_Z = 1.645  # the surrogate ranks children only when its held-out skill is this significant
 
 
 @dataclass(frozen=True)
@@ -67,7 +73,8 @@ class PreselectingNSGAIISampler(optuna.samplers.NSGAIISampler):
     largest predicted hypervolume improvement (score predicted one residual standard
     deviation up, so that uncertain children get their chance). Children that repeat an
     evaluated architecture or break a constraint are passed over while another remains.
-    The surrogate ranks only with two objectives (score, latency); otherwise it only filters."""
+    The surrogate ranks only with two objectives (score, latency) and while it is trusted
+    (:attr:`Surrogate.trusted`); otherwise the children keep NSGA-II's order."""
 
     def __init__(self, *, describe: Describe, candidates: int = 8, seed: int | None = None, **kwargs: Any):
         if candidates < 1:
@@ -105,17 +112,20 @@ class PreselectingNSGAIISampler(optuna.samplers.NSGAIISampler):
     def _pick(self, described: list[Candidate], evaluated: list[FrozenTrial],
               directions: list[StudyDirection]) -> int:
         """The index of the child to try: the feasible one with the largest predicted gain
-        that repeats no evaluated architecture (NSGA-II's order before the surrogate is
-        fitted); the best feasible one when all repeat; NSGA-II's first when none is feasible."""
+        that repeats no evaluated architecture (in NSGA-II's order instead while the surrogate
+        is not fitted or not trusted); the best feasible one when all repeat; NSGA-II's first
+        when none is feasible."""
         ranked = [i for i, c in enumerate(described) if c.feasible] or list(range(len(described)))
         if len(evaluated) >= MIN_FITTED and len(directions) == 2 and len(ranked) > 1:
-            predict = fit_ridge(np.array([self._features_of(t) for t in evaluated]),
-                                np.array([t.values[0] for t in evaluated]))
-            mean, spread = predict(np.array([described[i].features for i in ranked]))
-            optimistic = mean + (spread if directions[0] == StudyDirection.MAXIMIZE else -spread)
-            proposed = np.column_stack([optimistic, [described[i].free_values[0] for i in ranked]])
-            gains = hypervolume_gains(np.array([t.values for t in evaluated]), proposed, directions)
-            ranked = [ranked[j] for j in np.argsort(-gains, kind="stable")]
+            surrogate = Surrogate.fit(np.array([self._features_of(t) for t in evaluated]),
+                                      np.array([t.values[0] for t in evaluated]))
+            if surrogate.trusted:
+                mean = surrogate.predict(np.array([described[i].features for i in ranked]))
+                sign = 1.0 if directions[0] == StudyDirection.MAXIMIZE else -1.0
+                proposed = np.column_stack([mean + sign * surrogate.residual,
+                                            [described[i].free_values[0] for i in ranked]])
+                gains = hypervolume_gains(np.array([t.values for t in evaluated]), proposed, directions)
+                ranked = [ranked[j] for j in np.argsort(-gains, kind="stable")]
         seen = {t.user_attrs.get("arch_id") for t in evaluated}
         return next((i for i in ranked if described[i].spec.arch_id not in seen), ranked[0])
 
@@ -125,21 +135,53 @@ class PreselectingNSGAIISampler(optuna.samplers.NSGAIISampler):
         return self._features[trial._trial_id]
 
 
-def fit_ridge(x: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray], tuple[np.ndarray, float]]:
-    """A ridge regression on standardised features; the returned function gives predictions
-    and the residual standard deviation of the fit."""
-    centre, scale = x.mean(axis=0), x.std(axis=0)
-    scale[scale == 0] = 1.0
-    design = np.column_stack([np.ones(len(x)), (x - centre) / scale])
-    penalty = RIDGE * len(x) * np.eye(design.shape[1])
-    penalty[0, 0] = 0.0  # the intercept is not shrunk
-    weights = np.linalg.solve(design.T @ design + penalty, design.T @ y)
-    residual = float(np.std(y - design @ weights))
+@dataclass(frozen=True)
+class Surrogate:
+    """A ridge regression of the score on standardised features, with its residual standard
+    deviation and its skill: the rank correlation between the scores and the leave-one-out
+    predictions (each trial predicted by the fit without it)."""
 
-    def predict(new: np.ndarray) -> tuple[np.ndarray, float]:
-        return np.column_stack([np.ones(len(new)), (new - centre) / scale]) @ weights, residual
+    centre: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    residual: float
+    skill: float
+    fitted_on: int
 
-    return predict
+    @classmethod
+    def fit(cls, x: np.ndarray, y: np.ndarray) -> Surrogate:
+        centre, scale = x.mean(axis=0), x.std(axis=0)
+        scale = np.where(scale > 0, scale, 1.0)
+        design = _design(x, centre, scale)
+        penalty = RIDGE * len(x) * np.eye(design.shape[1])
+        penalty[0, 0] = 0.0  # the intercept is not shrunk
+        inverse = np.linalg.inv(design.T @ design + penalty)
+        weights = inverse @ design.T @ y
+        errors = y - design @ weights
+        leverage = np.einsum("ij,jk,ik->i", design, inverse, design)  # the hat matrix's diagonal
+        held_out = y - errors / np.maximum(1.0 - leverage, 1e-9)
+        return cls(centre, scale, weights, float(np.std(errors)), rank_correlation(held_out, y), len(y))
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return _design(x, self.centre, self.scale) @ self.weights
+
+    @property
+    def trusted(self) -> bool:
+        """Whether the skill is significantly above zero (one-sided 5%: under no relation the
+        rank correlation of n pairs has standard deviation about 1 / sqrt(n - 1))."""
+        return self.skill * math.sqrt(max(self.fitted_on - 1, 1)) > SKILL_Z
+
+
+def _design(x: np.ndarray, centre: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    return np.column_stack([np.ones(len(x)), (x - centre) / scale])
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation (ties broken by order); 0 when either side is constant."""
+    ra, rb = np.argsort(np.argsort(a)).astype(float), np.argsort(np.argsort(b)).astype(float)
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return 0.0
+    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def hypervolume_gains(observed: np.ndarray, proposed: np.ndarray, directions: list[StudyDirection]) -> np.ndarray:

@@ -34,7 +34,7 @@ from nas.search.objectives import Objective
 from nas.search.pareto import hypervolume_2d
 from nas.space import SearchSpace
 
-# Below this many evaluated trials the regression is not fitted and NSGA-II's first child stands.
+# Below this many evaluated trials no regression is fitted: the children keep NSGA-II's order.
 MIN_FITTED = 8
 RIDGE = 1e-3  # on standardised features: keeps the fit defined when a feature is constant
 SKILL_Z = 1.645  # the surrogate ranks children only when its held-out skill is this significant

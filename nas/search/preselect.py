@@ -38,6 +38,7 @@ from nas.space import SearchSpace
 MIN_FITTED = 8
 RIDGE = 1e-3  # on standardised features: keeps the fit defined when a feature is constant
 SKILL_Z = 1.645  # the surrogate ranks children only when its held-out skill is this significant
+MAX_DESCRIBED = 4096  # described children kept (about 8 KB each with their specs)
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,9 @@ class PreselectingNSGAIISampler(optuna.samplers.NSGAIISampler):
         super().__init__(seed=seed, **kwargs)
         self._describe = describe
         self._candidates = candidates
+        # Children repeat one another and their parents as the population converges, and the
+        # chosen one is described again for the fit once evaluated: looking up is cheaper.
+        self._described: dict[tuple, Candidate] = {}
         self._features: dict[int, tuple[float, ...]] = {}  # of evaluated trials, by trial id
 
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
@@ -95,9 +99,23 @@ class PreselectingNSGAIISampler(optuna.samplers.NSGAIISampler):
                     for _ in range(self._candidates)]
         if len(children) == 1:
             return children[0]
-        evaluated = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        # the trial's cached read of the study, which NSGA-II's own steps share
+        evaluated = [t for t in study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
                      if "score" in t.user_attrs and t.user_attrs.get("feasible", True)]
-        return children[self._pick([self._describe(c) for c in children], evaluated, study.directions)]
+        return children[self._pick([self.describe(c) for c in children], evaluated, study.directions)]
+
+    def describe(self, params: dict[str, Any]) -> Candidate:
+        key = tuple(sorted(params.items()))
+        if key not in self._described:
+            if len(self._described) >= MAX_DESCRIBED:
+                self._described.clear()
+            self._described[key] = self._describe(params)
+        return self._described[key]
+
+    def _features_of(self, trial: FrozenTrial) -> tuple[float, ...]:
+        if trial._trial_id not in self._features:
+            self._features[trial._trial_id] = self.describe(trial.params).features
+        return self._features[trial._trial_id]
 
     def _complete(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution],
                   params: dict[str, Any]) -> dict[str, Any]:
@@ -128,11 +146,6 @@ class PreselectingNSGAIISampler(optuna.samplers.NSGAIISampler):
                 ranked = [ranked[j] for j in np.argsort(-gains, kind="stable")]
         seen = {t.user_attrs.get("arch_id") for t in evaluated}
         return next((i for i in ranked if described[i].spec.arch_id not in seen), ranked[0])
-
-    def _features_of(self, trial: FrozenTrial) -> tuple[float, ...]:
-        if trial._trial_id not in self._features:
-            self._features[trial._trial_id] = self._describe(dict(trial.params)).features
-        return self._features[trial._trial_id]
 
 
 @dataclass(frozen=True)

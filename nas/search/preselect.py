@@ -202,7 +202,7 @@ def hypervolume_gains(observed: np.ndarray, proposed: np.ndarray, directions: li
     observed ones, both objectives scaled by the observed range and the reference just beyond
     the worst observed. A point that would be dominated gets minus the shift that would make it
     non-dominated instead, so that the nearest to the front is preferred; one beyond the
-    reference (slower than every observed network) gets 0."""
+    reference (worse on one objective than every observed network) gets 0."""
     signs = np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in directions])
     obs, new = observed * signs, proposed * signs
     lo, hi = obs.min(axis=0), obs.max(axis=0)

@@ -14,7 +14,6 @@ NAS_TEST_POSTGRES_URL, or from tools/postgres-for-tests.sh.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import subprocess
@@ -25,6 +24,7 @@ import uuid
 from pathlib import Path
 
 import yaml
+from default_tables import default_table
 
 ROOT = Path(__file__).resolve().parents[1]
 NAS = [sys.executable, "-m", "nas.cli"]
@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--table", help="hybrid 28x28x1 latency table (default: the one in latency_tables/)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    table = args.table or sorted(glob.glob(str(ROOT / "latency_tables" / "hybrid-28x28x1-*.csv")))[0]
+    table = args.table or default_table("hybrid")
     pg = postgres_url(args.postgres)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

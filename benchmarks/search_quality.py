@@ -24,7 +24,6 @@ seen, both minimised against the reference point (1, 1). Two figures per run:
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import statistics
 import sys
@@ -37,6 +36,8 @@ import optuna
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from default_tables import default_table  # noqa: E402
 
 from nas.config import parse_config  # noqa: E402
 from nas.evaluate import make_evaluator  # noqa: E402
@@ -62,13 +63,6 @@ class ConstantEvaluator:
 
     def evaluate(self, spec):
         return {"accuracy": (int(spec.arch_id[:6], 16) % 1000) / 1000, "status": "ok"}
-
-
-def default_table(space: str) -> str:
-    found = sorted(glob.glob(str(ROOT / "latency_tables" / f"{space}-28x28x1-*.csv")))
-    if not found:
-        raise SystemExit(f"no latency table for {space} at 28x28x1 in latency_tables/; pass --table")
-    return found[0]
 
 
 def run_one(space, table_model, evaluator, sampler, seed, trials, folder, storage="memory", population=16):

@@ -31,3 +31,12 @@ def postgres_url() -> str:
         connection.execute(sqlalchemy.text("SELECT 1"))
     engine.dispose()
     return url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def rdb_url(request, tmp_path) -> str:
+    """Each relational storage the tests cover: an SQLite file in ``tmp_path``, then the
+    PostgreSQL server of :func:`postgres_url` (skipped when that skips)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'study.db'}"
+    return request.getfixturevalue("postgres_url")

@@ -52,12 +52,13 @@ def test_sqlite_storage_is_batched(tmp_path):
     assert isinstance(storage, BatchedRDBStorage)
 
 
-def check_read_back(storage, study, url):
+def test_batched_writes_read_back_like_plain_optuna(tmp_path, rdb_url):
+    storage, study = open_study(tmp_path, rdb_url)
     for _ in range(3):  # the first trial takes Optuna's own path for new names; later ones the bulk path
         trial = study.ask()
         params = fill(trial, storage)
         study.tell(trial, 1.0)
-    reopened = optuna.load_study(study_name=study.study_name, storage=url)  # plain Optuna reads it
+    reopened = optuna.load_study(study_name=study.study_name, storage=rdb_url)  # plain Optuna reads it
     trials = reopened.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
     last = trials[-1]
@@ -65,16 +66,6 @@ def check_read_back(storage, study, url):
     assert last.distributions == {name: CategoricalDistribution(c) for name, c in CHOICES.items()}
     assert last.user_attrs == {"arch_id": "abd", "spec": {"blocks": [1, 2]}}
     assert last.system_attrs["constraints:latency"] == -0.5
-
-
-def test_batched_writes_read_back_like_plain_optuna(tmp_path):
-    storage, study = open_study(tmp_path)
-    check_read_back(storage, study, f"sqlite:///{tmp_path / 'study.db'}")
-
-
-def test_batched_writes_on_postgres(tmp_path, postgres_url):
-    storage, study = open_study(tmp_path, postgres_url)
-    check_read_back(storage, study, postgres_url)
 
 
 def test_nothing_is_written_while_the_batch_is_open(tmp_path):
@@ -186,28 +177,20 @@ def assert_reads_match_the_database(storage, study, reader):
         assert storage.get_trial(trial._trial_id) == trial
 
 
-def test_this_workers_trials_read_from_memory_equal_the_database(tmp_path):
-    url = f"sqlite:///{tmp_path / 'study.db'}"
-    storage, study = open_study(tmp_path)
+def test_this_workers_trials_read_from_memory_equal_the_database(tmp_path, rdb_url):
+    storage, study = open_study(tmp_path, rdb_url)
     running = run_mixed_trials(storage, study)
     fill(running, storage)
-    assert_reads_match_the_database(storage, study, database(url))
+    assert_reads_match_the_database(storage, study, database(rdb_url))
     study.tell(running, 3.0)
-    assert_reads_match_the_database(storage, study, database(url))
+    assert_reads_match_the_database(storage, study, database(rdb_url))
     queued = [t for t in study.get_trials() if "duplicate_of" in t.user_attrs]
     assert len(queued) == 1 and queued[0].values == [0.75]
 
 
-def test_reads_from_memory_match_postgres(tmp_path, postgres_url):
-    storage, study = open_study(tmp_path, postgres_url)
-    running = run_mixed_trials(storage, study)
-    fill(running, storage)
-    assert_reads_match_the_database(storage, study, database(postgres_url))
-
-
-def check_other_workers_trials_are_read_from_the_database(tmp_path, url):
-    storage, study = open_study(tmp_path, url)
-    other = optuna.load_study(study_name=study.study_name, storage=make_storage(url))
+def test_other_workers_trials_are_read_from_the_database(tmp_path, rdb_url):
+    storage, study = open_study(tmp_path, rdb_url)
+    other = optuna.load_study(study_name=study.study_name, storage=make_storage(rdb_url))
     mine = study.ask()
     fill(mine, storage)
     theirs = other.ask()
@@ -215,16 +198,8 @@ def check_other_workers_trials_are_read_from_the_database(tmp_path, url):
     assert [t.number for t in study.get_trials()] == [0, 1]
     other.tell(theirs, 0.25)
     study.tell(mine, 0.75)
-    assert_reads_match_the_database(storage, study, database(url))
+    assert_reads_match_the_database(storage, study, database(rdb_url))
     assert study.get_trials()[1].user_attrs == {"worker": "other"}
-
-
-def test_other_workers_trials_are_read_from_the_database(tmp_path):
-    check_other_workers_trials_are_read_from_the_database(tmp_path, f"sqlite:///{tmp_path / 'study.db'}")
-
-
-def test_other_workers_trials_are_read_from_postgres(tmp_path, postgres_url):
-    check_other_workers_trials_are_read_from_the_database(tmp_path, postgres_url)
 
 
 def failed_by_another_worker(tmp_path):
@@ -252,25 +227,17 @@ def test_a_trial_failed_by_another_worker_cannot_be_completed(tmp_path):
     assert storage.get_trial(trial._trial_id).state == TrialState.FAIL
 
 
-def check_heartbeats_are_recorded_and_renewed(tmp_path, url):
-    storage = make_storage(url, heartbeat_interval_s=1, grace_period_s=1)
+def test_heartbeats_are_recorded_and_renewed(rdb_url):
+    storage = make_storage(rdb_url, heartbeat_interval_s=1, grace_period_s=1)
     study = optuna.create_study(storage=storage, study_name=f"beats-{uuid.uuid4().hex[:8]}")
     trial = study.ask()
-    others = optuna.storages.RDBStorage(url, heartbeat_interval=1, grace_period=1)  # plain Optuna judges
+    others = optuna.storages.RDBStorage(rdb_url, heartbeat_interval=1, grace_period=1)  # plain Optuna judges
     assert others._get_stale_trial_ids(study._study_id) == []  # no beat yet: never stale
     storage.record_heartbeat(trial._trial_id)
     time.sleep(2.2)  # past the grace period (SQLite's clock counts whole seconds)
     assert others._get_stale_trial_ids(study._study_id) == [trial._trial_id]
     storage.record_heartbeat(trial._trial_id)
     assert others._get_stale_trial_ids(study._study_id) == []
-
-
-def test_heartbeats_are_recorded_and_renewed(tmp_path):
-    check_heartbeats_are_recorded_and_renewed(tmp_path, f"sqlite:///{tmp_path / 'study.db'}")
-
-
-def test_heartbeats_on_postgres(tmp_path, postgres_url):
-    check_heartbeats_are_recorded_and_renewed(tmp_path, postgres_url)
 
 
 def test_study_reads_like_plain_optuna_and_missing_studies_are_refused(tmp_path):

@@ -129,22 +129,14 @@ for _ in range(int(sys.argv[3])):
 """
 
 
-def check_trials_created_at_once_get_distinct_numbers(url: str) -> None:
+def test_trials_created_at_once_get_distinct_numbers(rdb_url):
     name = f"numbers-{uuid.uuid4().hex[:8]}"
-    optuna.create_study(study_name=name, storage=make_storage(url))
+    optuna.create_study(study_name=name, storage=make_storage(rdb_url))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    workers = [subprocess.Popen([sys.executable, "-c", CREATE_TRIALS, url, name, "25"], cwd=ROOT, env=env,
+    workers = [subprocess.Popen([sys.executable, "-c", CREATE_TRIALS, rdb_url, name, "25"], cwd=ROOT, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
     for worker in workers:
         finish(worker)
-    trials = optuna.load_study(study_name=name, storage=optuna.storages.RDBStorage(url)).get_trials()
+    trials = optuna.load_study(study_name=name, storage=optuna.storages.RDBStorage(rdb_url)).get_trials()
     assert sorted(t.number for t in trials) == list(range(75))
     assert [t.number for t in sorted(trials, key=lambda t: t._trial_id)] == list(range(75))  # in creation order
-
-
-def test_trials_created_at_once_on_sqlite_get_distinct_numbers(tmp_path):
-    check_trials_created_at_once_get_distinct_numbers(f"sqlite:///{tmp_path / 'study.db'}")
-
-
-def test_trials_created_at_once_on_postgres_get_distinct_numbers(postgres_url):
-    check_trials_created_at_once_get_distinct_numbers(postgres_url)

@@ -7,12 +7,11 @@ from optuna.distributions import CategoricalDistribution
 from optuna.study import StudyDirection
 from optuna.trial import create_trial
 
-from nas.search.pareto import nondominated_mask
+from nas.search.pareto import front_2d, nondominated_mask
 from nas.search.preselect import (
     Candidate,
     PreselectingNSGAIISampler,
     Surrogate,
-    front_2d,
     hypervolume_gains,
     rank_correlation,
 )

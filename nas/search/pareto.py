@@ -24,6 +24,14 @@ def nondominated_mask(values: np.ndarray, directions: Sequence[str]) -> np.ndarr
     return mask
 
 
+def front_2d(points: np.ndarray) -> np.ndarray:
+    """The non-dominated rows of ``points`` (n x 2, both minimised), found with one sort."""
+    ordered = points[np.lexsort((points[:, 1], points[:, 0]))]
+    running_min = np.minimum.accumulate(ordered[:, 1])
+    keep = np.r_[True, ordered[1:, 1] < running_min[:-1]]
+    return ordered[keep]
+
+
 def pareto_front(trials: list, directions: Sequence[str]) -> list:
     """The non-dominated trials (objects with ``.values``), sorted by the second objective."""
     if not trials:

@@ -31,7 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nas.search.controller import LatencyModel, measure
 from nas.search.objectives import Objective
-from nas.search.pareto import hypervolume_2d
+from nas.search.pareto import front_2d, hypervolume_2d
 from nas.space import SearchSpace
 
 # Below this many evaluated trials no regression is fitted: the children keep NSGA-II's order.
@@ -220,13 +220,6 @@ def hypervolume_gains(observed: np.ndarray, proposed: np.ndarray, directions: li
             gains[i] = -float(np.max(np.min(point - dominating, axis=1)))
     return gains
 
-
-def front_2d(points: np.ndarray) -> np.ndarray:
-    """The non-dominated rows of ``points`` (n x 2, both minimised), found with one sort."""
-    ordered = points[np.lexsort((points[:, 1], points[:, 0]))]
-    running_min = np.minimum.accumulate(ordered[:, 1])
-    keep = np.r_[True, ordered[1:, 1] < running_min[:-1]]
-    return ordered[keep]
 
 
 # Generations and parent populations are stored under NSGA-II's own keys (Optuna derives them

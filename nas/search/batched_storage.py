@@ -34,6 +34,7 @@ Tests compare every read with a plain Optuna reader of the same database.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import sqlite3
 import threading
@@ -146,18 +147,16 @@ class BatchedRDBStorage(RDBStorage):
         """A fresh running trial, created as Optuna creates one but in Core statements: the
         study's row is locked (PostgreSQL; SQLite has one writer at a time anyway), the trial
         inserted, and its number counted from the study's trials created before it."""
-        studies, trials = models.StudyModel.__table__, models.TrialModel.__table__
+        sql = _statements()
         start = models.TrialModel(datetime_start=datetime.now())  # converted as Optuna stores it
         with self.engine.begin() as connection:
-            if connection.execute(sqlalchemy.select(studies.c.study_id).where(studies.c.study_id == study_id)
-                                  .with_for_update()).first() is None:
+            if connection.execute(sql.lock_study, {"b_study": study_id}).first() is None:
                 raise KeyError(f"No study with study_id {study_id} exists.")
-            trial_id = connection.execute(sqlalchemy.insert(trials).values(
-                study_id=study_id, state=TrialState.RUNNING,
-                datetime_start=start._datetime_start_utc)).inserted_primary_key[0]
-            number = connection.execute(sqlalchemy.select(sqlalchemy.func.count()).select_from(trials).where(
-                trials.c.study_id == study_id, trials.c.trial_id < trial_id)).scalar_one()
-            connection.execute(sqlalchemy.update(trials).where(trials.c.trial_id == trial_id).values(number=number))
+            trial_id = connection.execute(sql.insert_trial, {"study_id": study_id, "state": TrialState.RUNNING,
+                                                             "datetime_start": start._datetime_start_utc}
+                                          ).inserted_primary_key[0]
+            number = connection.execute(sql.count_before, {"b_study": study_id, "b_trial": trial_id}).scalar_one()
+            connection.execute(sql.set_number, {"b_trial": trial_id, "b_number": number})
         return FrozenTrial(number=number, state=TrialState.RUNNING, value=None, values=None,
                            datetime_start=start.datetime_start, datetime_complete=None, params={}, distributions={},
                            user_attrs={}, system_attrs={}, intermediate_values={}, trial_id=trial_id)
@@ -219,18 +218,15 @@ class BatchedRDBStorage(RDBStorage):
         """One Core query (NSGA-II reads its generation cache here before every trial)."""
         if not _SUPPORTED:
             return super().get_study_system_attrs(study_id)
-        table = models.StudySystemAttributeModel.__table__
         with self.engine.connect() as connection:
-            rows = connection.execute(sqlalchemy.select(table.c.key, table.c.value_json)
-                                      .where(table.c.study_id == study_id)).all()
+            rows = connection.execute(_statements().study_system_attrs, {"b_study": study_id}).all()
         if not rows:
             self._check_study_exists(study_id)
         return {key: json.loads(value) for key, value in rows}
 
     def _check_study_exists(self, study_id: int) -> None:
-        table = models.StudyModel.__table__
         with self.engine.connect() as connection:
-            found = connection.execute(sqlalchemy.select(table.c.study_id).where(table.c.study_id == study_id)).first()
+            found = connection.execute(_statements().study_exists, {"b_study": study_id}).first()
         if found is None:
             raise KeyError(f"No study with study_id {study_id} exists.")
 
@@ -239,24 +235,21 @@ class BatchedRDBStorage(RDBStorage):
         """(trial id, state) of the trials Optuna's ``_get_trials`` would return, same rules;
         KeyError for a study that does not exist, as there. One query: the study's row joined
         with its matching trials (none gives one row without a trial)."""
-        studies, trials = models.StudyModel.__table__, models.TrialModel.__table__
-        condition = trials.c.study_id == studies.c.study_id
+        values: dict[str, Any] = {"b_study": study_id}
         if states is not None:
-            condition &= trials.c.state.in_(list(states))
+            values["b_states"] = list(states)
         included = {tid for tid in included_trial_ids if tid <= trial_id_greater_than}
-        wanted = None
+        newer, in_list, wanted = False, False, None
         if trial_id_greater_than > -1:
-            newer = trials.c.trial_id > trial_id_greater_than
-            if included and len(included) <= MAX_IN_LIST:
-                condition &= sqlalchemy.or_(trials.c.trial_id.in_(included), newer)
-            elif included:
-                wanted = included
+            if included and len(included) > MAX_IN_LIST:
+                wanted = included  # all the study's trials, filtered below
             else:
-                condition &= newer
-        query = (sqlalchemy.select(trials.c.trial_id, trials.c.state)
-                 .select_from(studies.outerjoin(trials, condition)).where(studies.c.study_id == study_id))
+                newer, in_list = True, bool(included)
+                values["b_newer"] = trial_id_greater_than
+                if in_list:
+                    values["b_included"] = sorted(included)
         with self.engine.connect() as connection:
-            rows = connection.execute(query).all()
+            rows = connection.execute(_statements().matching(states is not None, newer, in_list), values).all()
         if not rows:
             raise KeyError(f"No study with study_id {study_id} exists.")
         rows = [r for r in rows if r.trial_id is not None]
@@ -270,9 +263,7 @@ class BatchedRDBStorage(RDBStorage):
         study's."""
         with _create_scoped_session(self.scoped_session, True) as session:
             trial_ids = set(item.trial_id for item in pending) | ({finish.trial_id} if finish else set())
-            table = models.TrialModel.__table__
-            states = dict(session.execute(sqlalchemy.select(table.c.trial_id, table.c.state)
-                                          .where(table.c.trial_id.in_(trial_ids))).all())
+            states = dict(session.execute(_statements().trial_states, {"b_trials": sorted(trial_ids)}).all())
             for trial_id in trial_ids:
                 if trial_id not in states:
                     raise KeyError(f"No trial with trial id {trial_id} exists.")
@@ -290,23 +281,20 @@ class BatchedRDBStorage(RDBStorage):
         """What Optuna's ``set_trial_state_values`` writes for a finished state, as three
         statements; only a running trial is changed, so a trial that another worker failed
         meanwhile (a dead-worker check) is not overwritten."""
-        trials = models.TrialModel.__table__
-        changed = session.execute(
-            sqlalchemy.update(trials)
-            .where(trials.c.trial_id == finish.trial_id, trials.c.state == TrialState.RUNNING)
-            .values(state=finish.state, datetime_complete=finish.completed._datetime_complete_utc))
+        sql = _statements()
+        changed = session.execute(sql.finish_running, {"b_trial": finish.trial_id, "b_state": finish.state,
+                                                       "b_completed": finish.completed._datetime_complete_utc})
         if changed.rowcount != 1:
             raise exceptions.UpdateFinishedTrialError(
                 f"Trial with id {finish.trial_id} has already finished and can not be updated.")
-        value_table = models.TrialValueModel.__table__
-        session.execute(sqlalchemy.delete(value_table).where(value_table.c.trial_id == finish.trial_id))
+        session.execute(sql.delete_values, {"b_trial": finish.trial_id})
         if finish.values:
             rows = []
             for objective, value in enumerate(finish.values):
                 stored, kind = models.TrialValueModel.value_to_stored_repr(value)
                 rows.append({"trial_id": finish.trial_id, "objective": objective, "value": stored,
                              "value_type": kind})
-            session.execute(sqlalchemy.insert(value_table), rows)
+            session.execute(sql.insert_values, rows)
 
     def _write_params(self, session, params: list[_Param]) -> None:
         rows = []
@@ -318,7 +306,7 @@ class BatchedRDBStorage(RDBStorage):
             rows.append({"trial_id": p.trial_id, "param_name": p.name, "param_value": p.value,
                          "distribution_json": distributions.distribution_to_json(p.distribution)})
         if rows:  # Core, not ORM, inserts: one cached statement, executed for many rows
-            session.execute(sqlalchemy.insert(models.TrialParamModel.__table__), rows)
+            session.execute(_statements().insert_params, rows)
 
     def _write_attrs(self, session, model_cls, attrs: list[_Attr]) -> None:
         latest = {(a.trial_id, a.key): a.value for a in attrs}  # the last write of a key wins
@@ -362,6 +350,62 @@ class BatchedRDBStorage(RDBStorage):
             return
         with self.engine.begin() as connection:
             connection.execute(upsert, {"trial_id": trial_id})
+
+
+class _Statements:
+    """The statements of every trial, built once with bound parameters: building a SQLAlchemy
+    statement (and its cache key) costs more than running it on SQLite. Parameter names
+    start with ``b_``: SQLAlchemy reserves the column names for the values of an update."""
+
+    def __init__(self):
+        b = sqlalchemy.bindparam
+        studies, trials = models.StudyModel.__table__, models.TrialModel.__table__
+        self.study_exists = sqlalchemy.select(studies.c.study_id).where(studies.c.study_id == b("b_study"))
+        self.lock_study = self.study_exists.with_for_update()
+        self.insert_trial = sqlalchemy.insert(trials)
+        self.count_before = (sqlalchemy.select(sqlalchemy.func.count()).select_from(trials)
+                             .where(trials.c.study_id == b("b_study"), trials.c.trial_id < b("b_trial")))
+        self.set_number = (sqlalchemy.update(trials).where(trials.c.trial_id == b("b_trial"))
+                           .values(number=b("b_number", type_=trials.c.number.type)))
+        self.trial_states = (sqlalchemy.select(trials.c.trial_id, trials.c.state)
+                             .where(trials.c.trial_id.in_(b("b_trials", expanding=True))))
+        self.finish_running = (
+            sqlalchemy.update(trials).where(trials.c.trial_id == b("b_trial"), trials.c.state == TrialState.RUNNING)
+            .values(state=b("b_state", type_=trials.c.state.type),
+                    datetime_complete=b("b_completed", type_=trials.c.datetime_complete.type)))
+        values = models.TrialValueModel.__table__
+        self.delete_values = sqlalchemy.delete(values).where(values.c.trial_id == b("b_trial"))
+        self.insert_values = sqlalchemy.insert(values)
+        self.insert_params = sqlalchemy.insert(models.TrialParamModel.__table__)
+        attrs = models.StudySystemAttributeModel.__table__
+        self.study_system_attrs = sqlalchemy.select(attrs.c.key, attrs.c.value_json).where(
+            attrs.c.study_id == b("b_study"))
+        self._matching: dict[tuple[bool, bool, bool], sqlalchemy.Select] = {}
+
+    def matching(self, by_state: bool, newer: bool, in_list: bool) -> sqlalchemy.Select:
+        """(trial id, state) of a study's trials (``b_study``), outer-joined to the study's row:
+        of the given states (``b_states``), and newer than ``b_newer`` (or listed in
+        ``b_included``) when asked."""
+        key = (by_state, newer, in_list)
+        if key not in self._matching:
+            b = sqlalchemy.bindparam
+            studies, trials = models.StudyModel.__table__, models.TrialModel.__table__
+            condition = trials.c.study_id == studies.c.study_id
+            if by_state:
+                condition &= trials.c.state.in_(b("b_states", expanding=True))
+            if newer:
+                later = trials.c.trial_id > b("b_newer")
+                condition &= sqlalchemy.or_(trials.c.trial_id.in_(b("b_included", expanding=True)), later) \
+                    if in_list else later
+            self._matching[key] = (sqlalchemy.select(trials.c.trial_id, trials.c.state)
+                                   .select_from(studies.outerjoin(trials, condition))
+                                   .where(studies.c.study_id == b("b_study")))
+        return self._matching[key]
+
+
+@functools.cache
+def _statements() -> _Statements:
+    return _Statements()
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from nas.ops import OpInstance, count_macs, count_params, resolve
 from nas.search.objectives import Measured, Objective
-from nas.search.study import Heartbeat, completed_trials, first_heartbeat, heartbeats_enabled, write_batch
+from nas.search.study import Heartbeat, completed_trials, first_heartbeat, heartbeats_enabled, tell, write_batch
 from nas.space import SearchSpace
 from nas.spec import ArchSpec
 
@@ -197,13 +197,13 @@ class Controller:
             runs = self.objective.feasible(m) or "baseline" in trial.user_attrs
             earlier = self.find_earlier(spec.arch_id, trial.number, known) if runs else None
             if not runs:  # told inside the batch: the trial's rows and its end in one transaction
-                self.study.tell(trial, self.objective.unevaluated_values(m))
+                tell(self.study, trial, self.objective.unevaluated_values(m))
                 summary.infeasible += 1
                 return trial.number
         if earlier is not None and earlier.state == TrialState.RUNNING:
             with write_batch(self.storage):
                 trial.set_user_attr("duplicate_running_of", earlier.number)
-                self.study.tell(trial, state=TrialState.PRUNED)  # another worker is evaluating it
+                tell(self.study, trial, state=TrialState.PRUNED)  # another worker is evaluating it
             summary.duplicates += 1
             return trial.number
         if earlier is not None:
@@ -211,7 +211,7 @@ class Controller:
                 trial.set_user_attr("duplicate_of", earlier.number)
                 for key in ("score", "metrics"):
                     trial.set_user_attr(key, earlier.user_attrs.get(key))
-                self.study.tell(trial, list(earlier.values))
+                tell(self.study, trial, list(earlier.values))
             summary.duplicates += 1
             return trial.number
         self.evaluate_and_tell(trial, spec, m, summary)
@@ -223,12 +223,12 @@ class Controller:
                 metrics, eval_s = self.timed_evaluation(spec, summary)
             except KeyboardInterrupt:
                 trial.set_user_attr("interrupted", True)
-                self.study.tell(trial, state=TrialState.FAIL)
+                tell(self.study, trial, state=TrialState.FAIL)
                 raise
             except Exception as exc:  # one failed evaluation must not end the search...
                 trial.set_user_attr("status", "error")
                 trial.set_user_attr("reason", f"{type(exc).__name__}: {exc}"[:500])
-                self.study.tell(trial, state=TrialState.FAIL)
+                tell(self.study, trial, state=TrialState.FAIL)
                 self.log(f"trial {trial.number}: evaluation failed: {type(exc).__name__}: {exc}")
                 summary.failed += 1
                 self.consecutive_errors += 1
@@ -244,10 +244,10 @@ class Controller:
             trial.set_user_attr("metrics", {**_primitive_metrics(metrics), "eval_s": eval_s})
             if ok:
                 trial.set_user_attr("score", float(score))
-                self.study.tell(trial, self.objective.values(Measured(m.latency_ms, m.macs, m.params, float(score))))
+                tell(self.study, trial, self.objective.values(Measured(m.latency_ms, m.macs, m.params, float(score))))
             else:
                 trial.set_user_attr("reason", reason)
-                self.study.tell(trial, state=TrialState.FAIL)
+                tell(self.study, trial, state=TrialState.FAIL)
         if not ok:
             self.log(f"trial {trial.number}: {status}: {reason}")
             summary.failed += 1

@@ -87,6 +87,37 @@ class PreselectingNSGAIISampler(optuna.samplers.NSGAIISampler):
         # chosen one is described again for the fit once evaluated: looking up is cheaper.
         self._described: dict[tuple, Candidate] = {}
         self._features: dict[int, tuple[float, ...]] = {}  # of evaluated trials, by trial id
+        self._intersection: dict[str, BaseDistribution] | None = None
+        self._intersected: set[int] = set()  # ids of the completed trials in the intersection
+
+    # NSGA-II's two reads of the study per trial, taken from the trial's cached read of it
+    # (one database query per trial instead of three) and without Optuna's deep copy of
+    # every distribution: the same answers, a millisecond less per trial on SQLite.
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        """NSGA-II's: the distributions every completed trial used, by name (single-valued
+        ones are left to independent sampling, as there)."""
+        for done in study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True):
+            if done._trial_id in self._intersected:
+                continue
+            self._intersected.add(done._trial_id)
+            if self._intersection is None:
+                self._intersection = dict(done.distributions)
+            else:
+                self._intersection = {name: d for name, d in self._intersection.items()
+                                      if done.distributions.get(name) == d}
+        return {name: d for name, d in sorted((self._intersection or {}).items()) if not d.single()}
+
+    def get_parent_population(self, study: optuna.Study, generation: int) -> list[FrozenTrial]:
+        """NSGA-II's: the parents it stored for this generation, else chosen and stored now."""
+        if generation == 0:
+            return []
+        stored = study._storage.get_study_system_attrs(study._study_id).get(
+            self._get_parent_cache_key_prefix() + str(generation))
+        if stored is None:
+            return super().get_parent_population(study, generation)
+        ids = set(stored)
+        return [t for t in study._get_trials(deepcopy=False, use_cache=True) if t._trial_id in ids]
 
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
                         search_space: dict[str, BaseDistribution]) -> dict[str, Any]:

@@ -27,6 +27,9 @@ from nas.spec import ArchSpec, Block, SpecError
 Params = dict[str, Any]
 Choices = tuple[Any, ...]
 
+# Decoded stages kept per space (blocks are immutable, so specs may share them).
+MAX_KEPT_STAGES = 1 << 16
+
 FASHION_MNIST = (28, 28, 1)
 IMAGENET = (224, 224, 3)
 
@@ -71,6 +74,10 @@ class SearchSpace(ABC):
         self.input_shape = input_shape
         self.classes = classes
         self._parameters: dict[str, Choices] | None = None
+        # decode() runs for every candidate the search considers: what it can reuse is kept
+        self._routes: dict[str, tuple[int, str]] | None = None  # parameter -> (stage, name in it)
+        self._stages: dict[tuple, tuple[Block, ...]] = {}  # (stage, its parameters) -> blocks
+        self._ends: tuple[tuple[Block, ...], tuple[Block, ...]] | None = None  # stem, head
 
     # ---- what each space defines
 
@@ -117,12 +124,14 @@ class SearchSpace(ABC):
     def _split(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         self.parameters()
         expected = self._parameters
-        unknown = [k for k in params if k not in expected]
-        if unknown:
-            raise SpecError(f"unknown parameter {unknown[0]!r} for space {self.name!r}"
-                            f"{closest(unknown[0], expected)}")
-        missing = [k for k in expected if k not in params]
-        if missing:
+        if self._routes is None:
+            self._routes = {name: (int(name.split(".", 1)[0][1:]) - 1, name.split(".", 1)[1]) for name in expected}
+        if len(params) != len(expected) or any(k not in expected for k in params):
+            unknown = [k for k in params if k not in expected]
+            if unknown:
+                raise SpecError(f"unknown parameter {unknown[0]!r} for space {self.name!r}"
+                                f"{closest(unknown[0], expected)}")
+            missing = [k for k in expected if k not in params]
             raise SpecError(f"space {self.name!r} is missing parameter(s) {missing[:5]}"
                             f"{' ...' if len(missing) > 5 else ''}")
         per_stage: list[dict[str, Any]] = [{} for _ in range(self.num_stages)]
@@ -130,13 +139,22 @@ class SearchSpace(ABC):
             if value not in expected[name]:
                 raise SpecError(f"parameter {name!r} = {value!r} is not a choice of space "
                                 f"{self.name!r}; expected one of {list(expected[name])}")
-            stage, rest = name.split(".", 1)
-            per_stage[int(stage[1:]) - 1][rest] = value
+            stage, rest = self._routes[name]
+            per_stage[stage][rest] = value
         return per_stage
 
     def decode(self, params: Mapping[str, Any]) -> ArchSpec:
-        stages = tuple(self.decode_stage(i, p) for i, p in enumerate(self._split(params)))
-        return ArchSpec(self.input_shape, self.classes, self.stem(), stages, self.head())
+        if self._ends is None:
+            self._ends = (self.stem(), self.head())
+        if len(self._stages) > MAX_KEPT_STAGES:
+            self._stages.clear()
+        stages = []
+        for i, stage_params in enumerate(self._split(params)):
+            key = (i, *((k, v, type(v)) for k, v in stage_params.items()))  # True and 1 are equal keys
+            if key not in self._stages:
+                self._stages[key] = self.decode_stage(i, stage_params)
+            stages.append(self._stages[key])
+        return ArchSpec(self.input_shape, self.classes, self._ends[0], tuple(stages), self._ends[1])
 
     def encode(self, spec: ArchSpec) -> Params:
         if spec.input != self.input_shape or spec.classes != self.classes:

@@ -7,7 +7,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.study import StudyDirection
 from optuna.trial import create_trial
 
-from nas.search.pareto import front_2d, nondominated_mask
+from nas.search.pareto import added_hypervolumes_2d, front_2d, hypervolume_2d, nondominated_mask
 from nas.search.preselect import (
     Candidate,
     PreselectingNSGAIISampler,
@@ -24,6 +24,15 @@ def test_front_2d_is_the_non_dominated_set():
     points = np.random.default_rng(0).random((200, 2)).round(2)  # rounded: ties on both axes
     expected = points[nondominated_mask(points, ["minimize", "minimize"])]
     assert sorted(map(tuple, front_2d(points))) == sorted(set(map(tuple, expected)))
+
+
+def test_added_hypervolumes_match_the_hypervolume_with_each_point_added():
+    rng = np.random.default_rng(3)
+    observed, proposed = rng.random((30, 2)).round(2), rng.random((200, 2)).round(2) * 1.2  # some beyond
+    front, reference = front_2d(observed), (1.1, 1.1)
+    base = hypervolume_2d(front, reference)
+    expected = [hypervolume_2d(np.vstack([front, p]), reference) - base for p in proposed]
+    assert np.allclose(added_hypervolumes_2d(front, proposed, reference), expected)
 
 
 def test_surrogate_recovers_a_linear_relation_its_noise_and_its_skill():
@@ -83,24 +92,50 @@ def make_sampler(candidates):
     return PreselectingNSGAIISampler(describe=describe, candidates=candidates, population_size=4, seed=0)
 
 
+def pick(sampler, children, evaluated):
+    seen = {t.user_attrs["arch_id"] for t in evaluated}
+    return sampler._pick(children, evaluated, seen, sampler._surrogate(evaluated, MAX_MIN), MAX_MIN)
+
+
 def test_pick_skips_repeats_and_infeasible_children_and_follows_the_surrogate():
     sampler = make_sampler(4)
     evaluated = [evaluated_trial(x, f"a{x % 50}", x, float(np.log(x)), float(x)) for x in range(1, 40, 3)]
     describe = sampler._describe
     # 10 repeats arch a10 (evaluated), 95 is infeasible: neither is chosen while others remain
-    assert sampler._pick([describe({"x": 10}), describe({"x": 95}), describe({"x": 2})], evaluated, MAX_MIN) == 2
+    assert pick(sampler, [describe({"x": 10}), describe({"x": 95}), describe({"x": 2})], evaluated) == 2
     # the surrogate has learnt score = log(x): the child whose x predicts a high score at a low
     # latency wins over one on the observed curve and one predicted to be dominated
     children = [describe({"x": 21}), describe({"x": 5, "lat": 30}), describe({"x": 36, "lat": 6})]
-    assert sampler._pick(children, evaluated, MAX_MIN) == 2
-    assert sampler._pick(children[:2], evaluated, MAX_MIN) == 0
+    assert pick(sampler, children, evaluated) == 2
+    assert pick(sampler, children[:2], evaluated) == 0
     # all infeasible: the least bad is still a child (NSGA-II's first)
-    assert sampler._pick([describe({"x": 95}), describe({"x": 96})], evaluated, MAX_MIN) == 0
+    assert pick(sampler, [describe({"x": 95}), describe({"x": 96})], evaluated) == 0
     # where the score falls as x grows the surrogate's held-out ranks are wrong: not trusted,
     # NSGA-II's order stands
     misleading = [evaluated_trial(x, f"a{x % 50}", x, float(np.log(x) * (-1) ** x), float(x))
                   for x in range(1, 40, 3)]
-    assert sampler._pick(children, misleading, MAX_MIN) == 0
+    assert sampler._surrogate(misleading, MAX_MIN) is None
+    assert pick(sampler, children, misleading) == 0
+
+
+def test_children_are_made_only_until_nsga2s_order_has_decided():
+    sampler = make_sampler(4)
+    trusted = [evaluated_trial(x, f"a{x % 50}", x, float(np.log(x)), float(x)) for x in range(1, 40, 3)]
+    misleading = [evaluated_trial(x, f"a{x % 50}", x, float(np.log(x) * (-1) ** x), float(x))
+                  for x in range(1, 40, 3)]
+    for evaluated, made, chosen in ((misleading, 3, 2), (trusted, 4, 36), (misleading[:3], 1, 10)):
+        children = iter([{"x": 10}, {"x": 95}, {"x": 2}, {"x": 36, "lat": 6}])  # a repeat, infeasible, new, new
+        calls = []
+
+        def next_child(children=children, calls=calls):
+            calls.append(1)
+            return next(children)
+
+        # without a trusted surrogate (misleading data, or too few trials to fit, among which
+        # a10 is new) the first feasible new child is the choice and no more are made; with
+        # one, all four are compared
+        assert sampler._choose(next_child, evaluated, MAX_MIN)["x"] == chosen
+        assert len(calls) == made
 
 
 def test_search_with_preselection_runs_and_keeps_nsga2_generations(tmp_path):

@@ -56,6 +56,21 @@ def hypervolume_2d(points: np.ndarray, reference: tuple[float, float]) -> float:
     return float(area)
 
 
+def added_hypervolumes_2d(front: np.ndarray, points: np.ndarray, reference: tuple[float, float]) -> np.ndarray:
+    """For each of ``points`` (m x 2, both minimised) alone, how much it would add to the
+    hypervolume of ``front`` (non-dominated and sorted, as :func:`front_2d` returns it): the
+    area within ``reference`` that it dominates and the front does not. All at once, no loop."""
+    front = front[np.all(front < np.asarray(reference), axis=1)]
+    # The front's staircase: over [lefts[k], rights[k]) it dominates everything above levels[k].
+    lefts = np.r_[-np.inf, front[:, 0]]
+    rights = np.r_[front[:, 0], reference[0]]
+    levels = np.r_[reference[1], front[:, 1]]
+    x, y = points[:, :1], points[:, 1:]
+    widths = np.clip(rights - np.maximum(lefts, x), 0.0, None)
+    heights = np.clip(levels - y, 0.0, None)
+    return (widths * heights).sum(axis=1)
+
+
 def accuracy_latency_hypervolume(accuracy: Sequence[float], latency_ms: Sequence[float],
                                  max_latency_ms: float) -> float:
     """Hypervolume of (error = 1 - accuracy, latency / max_latency_ms) against (1, 1): the

@@ -31,7 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nas.search.controller import LatencyModel, measure
 from nas.search.objectives import Objective
-from nas.search.pareto import front_2d, hypervolume_2d
+from nas.search.pareto import added_hypervolumes_2d, front_2d
 from nas.space import SearchSpace
 
 # Below this many evaluated trials no regression is fitted: the children keep NSGA-II's order.
@@ -125,15 +125,32 @@ class PreselectingNSGAIISampler(optuna.samplers.NSGAIISampler):
         parents = self.get_parent_population(study, generation)
         if not parents:
             return {}  # the first generation: random, as in NSGA-II
-        children = [self._complete(study, trial, search_space,
-                                   self._child_generation_strategy(study, search_space, parents))
-                    for _ in range(self._candidates)]
-        if len(children) == 1:
-            return children[0]
+
+        def next_child() -> dict[str, Any]:
+            return self._complete(study, trial, search_space,
+                                  self._child_generation_strategy(study, search_space, parents))
+
+        if self._candidates == 1:
+            return next_child()
         # the trial's cached read of the study, which NSGA-II's own steps share
         evaluated = [t for t in study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
                      if "score" in t.user_attrs and t.user_attrs.get("feasible", True)]
-        return children[self._pick([self.describe(c) for c in children], evaluated, study.directions)]
+        return self._choose(next_child, evaluated, study.directions)
+
+    def _choose(self, next_child: Callable[[], dict[str, Any]], evaluated: list[FrozenTrial],
+                directions: list[StudyDirection]) -> dict[str, Any]:
+        """Of up to ``candidates`` children from ``next_child``, the one :meth:`_pick` picks.
+        Without a trusted surrogate NSGA-II's order decides, so children are made and
+        described only until one is feasible and new."""
+        surrogate = self._surrogate(evaluated, directions)
+        seen = {t.user_attrs.get("arch_id") for t in evaluated}
+        children, described = [], []
+        for _ in range(self._candidates):
+            children.append(next_child())
+            described.append(self.describe(children[-1]))
+            if surrogate is None and described[-1].feasible and described[-1].spec.arch_id not in seen:
+                break
+        return children[self._pick(described, evaluated, seen, surrogate, directions)]
 
     def describe(self, params: dict[str, Any]) -> Candidate:
         key = tuple(sorted(params.items()))
@@ -158,24 +175,29 @@ class PreselectingNSGAIISampler(optuna.samplers.NSGAIISampler):
                 params[name] = self._random_sampler.sample_independent(study, trial, name, distribution)
         return params
 
-    def _pick(self, described: list[Candidate], evaluated: list[FrozenTrial],
-              directions: list[StudyDirection]) -> int:
+    def _surrogate(self, evaluated: list[FrozenTrial], directions: list[StudyDirection]) -> Surrogate | None:
+        """The score's regression on the evaluated trials when it is trusted; None when there
+        are too few of them, more than two objectives, or no significant skill."""
+        if len(evaluated) < MIN_FITTED or len(directions) != 2:
+            return None
+        surrogate = Surrogate.fit(np.array([self._features_of(t) for t in evaluated]),
+                                  np.array([t.values[0] for t in evaluated]))
+        return surrogate if surrogate.trusted else None
+
+    def _pick(self, described: list[Candidate], evaluated: list[FrozenTrial], seen: set[str],
+              surrogate: Surrogate | None, directions: list[StudyDirection]) -> int:
         """The index of the child to try: the feasible one with the largest predicted gain
-        that repeats no evaluated architecture (in NSGA-II's order instead while the surrogate
-        is not fitted or not trusted); the best feasible one when all repeat; NSGA-II's first
-        when none is feasible."""
+        whose architecture is not in ``seen`` (in NSGA-II's order instead without a
+        surrogate); the best feasible one when all repeat; NSGA-II's first when none is
+        feasible."""
         ranked = [i for i, c in enumerate(described) if c.feasible] or list(range(len(described)))
-        if len(evaluated) >= MIN_FITTED and len(directions) == 2 and len(ranked) > 1:
-            surrogate = Surrogate.fit(np.array([self._features_of(t) for t in evaluated]),
-                                      np.array([t.values[0] for t in evaluated]))
-            if surrogate.trusted:
-                mean = surrogate.predict(np.array([described[i].features for i in ranked]))
-                sign = 1.0 if directions[0] == StudyDirection.MAXIMIZE else -1.0
-                proposed = np.column_stack([mean + sign * surrogate.residual,
-                                            [described[i].free_values[0] for i in ranked]])
-                gains = hypervolume_gains(np.array([t.values for t in evaluated]), proposed, directions)
-                ranked = [ranked[j] for j in np.argsort(-gains, kind="stable")]
-        seen = {t.user_attrs.get("arch_id") for t in evaluated}
+        if surrogate is not None and len(ranked) > 1:
+            mean = surrogate.predict(np.array([described[i].features for i in ranked]))
+            sign = 1.0 if directions[0] == StudyDirection.MAXIMIZE else -1.0
+            proposed = np.column_stack([mean + sign * surrogate.residual,
+                                        [described[i].free_values[0] for i in ranked]])
+            gains = hypervolume_gains(np.array([t.values for t in evaluated]), proposed, directions)
+            ranked = [ranked[j] for j in np.argsort(-gains, kind="stable")]
         return next((i for i in ranked if described[i].spec.arch_id not in seen), ranked[0])
 
 
@@ -239,18 +261,11 @@ def hypervolume_gains(observed: np.ndarray, proposed: np.ndarray, directions: li
     lo, hi = obs.min(axis=0), obs.max(axis=0)
     span = np.where(hi > lo, hi - lo, 1.0)
     front, new = front_2d((obs - lo) / span), (new - lo) / span
-    reference = (1.1, 1.1)
-    base = hypervolume_2d(front, reference)
-    gains = np.empty(len(new))
-    for i, point in enumerate(new):
-        gain = hypervolume_2d(np.vstack([front, point]), reference) - base
-        dominating = front[np.all(front <= point, axis=1)]
-        if gain > 0 or not len(dominating):  # no gain and not dominated: beyond the reference
-            gains[i] = gain
-        else:
-            gains[i] = -float(np.max(np.min(point - dominating, axis=1)))
-    return gains
-
+    gains = added_hypervolumes_2d(front, new, (1.1, 1.1))
+    dominators = np.all(front[None, :, :] <= new[:, None, :], axis=2)  # [proposed, front point]
+    shifts = np.where(dominators, np.min(new[:, None, :] - front[None, :, :], axis=2), -np.inf).max(axis=1)
+    # no gain and not dominated: beyond the reference, 0
+    return np.where((gains > 0) | ~dominators.any(axis=1), gains, -shifts)
 
 
 # Generations and parent populations are stored under NSGA-II's own keys (Optuna derives them

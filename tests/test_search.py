@@ -4,6 +4,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.trial import TrialState
 
 from nas.config import parse_config
 from nas.report import format_pareto, open_run, pareto_frame, trials_frame
@@ -284,3 +285,30 @@ def test_controller_time_is_the_run_minus_evaluation(tmp_path):
     assert summary.evaluation_s >= 0.6  # every evaluation counted...
     assert summary.controller_s == pytest.approx(summary.elapsed_s - summary.evaluation_s)
     assert summary.controller_s < 0.6  # ...and none of it counted as the controller's own cost
+
+
+class FailedByAnotherWorker(FakeEvaluator):
+    """On its second evaluation, fails the running trial through a second connection to the
+    study, as another worker's dead-worker check does when this worker's heartbeats stop."""
+
+    def __init__(self, storage_url: str, study_name: str):
+        super().__init__()
+        self.storage_url, self.study_name = storage_url, study_name
+
+    def evaluate(self, spec):
+        metrics = super().evaluate(spec)
+        if len(self.calls) == 2:
+            other = optuna.load_study(study_name=self.study_name, storage=self.storage_url)
+            for trial in other.get_trials(states=(TrialState.RUNNING,)):
+                other._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        return metrics
+
+
+def test_trial_failed_by_another_worker_meanwhile_does_not_end_the_search(tmp_path):
+    config = make_config(tmp_path, trials=5)
+    evaluator = FailedByAnotherWorker(config.storage_url(), config.study_name)
+    summary, _, study = run(config, evaluator=evaluator)
+    assert summary.failed == 1 and summary.completed == 5
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    # the other worker's verdict stands; nothing of this worker's evaluation was written
+    assert len(failed) == 1 and not {"score", "status", "metrics"} & set(failed[0].user_attrs)

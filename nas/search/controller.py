@@ -240,14 +240,24 @@ class Controller:
         status = metrics.get("status", "ok")
         ok = status == "ok" and isinstance(score, (int, float)) and math.isfinite(score)
         reason = None if ok else metrics.get("reason") or f"no finite {self.evaluator.objective}"
-        with write_batch(self.storage):  # the results and the trial's end in one transaction
-            trial.set_user_attr("metrics", {**_primitive_metrics(metrics), "eval_s": eval_s})
-            if ok:
-                trial.set_user_attr("score", float(score))
-                tell(self.study, trial, self.objective.values(Measured(m.latency_ms, m.macs, m.params, float(score))))
-            else:
-                trial.set_user_attr("reason", reason)
-                tell(self.study, trial, state=TrialState.FAIL)
+        try:
+            with write_batch(self.storage):  # the results and the trial's end in one transaction
+                trial.set_user_attr("metrics", {**_primitive_metrics(metrics), "eval_s": eval_s})
+                if ok:
+                    trial.set_user_attr("score", float(score))
+                    tell(self.study, trial,
+                         self.objective.values(Measured(m.latency_ms, m.macs, m.params, float(score))))
+                else:
+                    trial.set_user_attr("reason", reason)
+                    tell(self.study, trial, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another worker's dead-worker check failed the trial meanwhile (this worker's
+            # heartbeats stopped for longer than the grace period) and queued its retry; the
+            # study keeps its verdict, and the search goes on.
+            self.log(f"trial {trial.number}: failed by another worker while it was evaluated here (missed "
+                     f"heartbeats); its result is dropped and its queued retry evaluates it again")
+            summary.failed += 1
+            return
         if not ok:
             self.log(f"trial {trial.number}: {status}: {reason}")
             summary.failed += 1

@@ -12,8 +12,8 @@ generation is random as in plain NSGA-II.
 
 Cost is not always a good guide to accuracy (in some spaces and budgets larger networks train
 worse), so the surrogate is trusted only while it ranks the evaluated trials well when each is
-held out of the fit; otherwise NSGA-II's own order stands and only repeats and infeasible
-children are passed over.
+held out of the fit; otherwise NSGA-II's own order stands, only repeats and infeasible
+children are passed over, and children are made only until one passes.
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ class PreselectingNSGAIISampler(optuna.samplers.NSGAIISampler):
     deviation up, so that uncertain children get their chance). Children that repeat an
     evaluated architecture or break a constraint are passed over while another remains.
     The surrogate ranks only with two objectives (score, latency) and while it is trusted
-    (:attr:`Surrogate.trusted`); otherwise the children keep NSGA-II's order."""
+    (:attr:`Surrogate.trusted`); otherwise the children keep NSGA-II's order and the first
+    that passes is taken without making the rest."""
 
     def __init__(self, *, describe: Describe, candidates: int = 8, seed: int | None = None, **kwargs: Any):
         if candidates < 1:

@@ -152,3 +152,28 @@ def test_search_with_preselection_runs_and_keeps_nsga2_generations(tmp_path):
     assert generations[:6] == [0, 0, 0, 1, 1, 1]  # the plain run's, read back by the resumed one
     assert max(generations) >= 3  # it went on from them
     assert len(evaluator.calls) == len(set(evaluator.calls))
+
+
+def test_search_space_and_parents_from_the_cached_read_are_nsga2s(tmp_path):
+    config = make_config(tmp_path, trials=14, sampler={"kind": "nsga2", "population_size": 3, "candidates": 4})
+    _, _, study = run(config)
+    ours, plain = make_sampler(4), optuna.samplers.NSGAIISampler(population_size=3, seed=0)
+    ours._population_size = 3
+    trial = study.get_trials()[-1]
+
+    def both_spaces():
+        study._thread_local.cached_all_trials = None  # as ask() does before each trial
+        return ours.infer_relative_search_space(study, trial), plain.infer_relative_search_space(study, trial)
+
+    space, expected = both_spaces()
+    assert list(space.items()) == list(expected.items()) and len(space) > 1  # same order: same random draws
+    # a completed trial with one parameter only leaves the others out of the intersection
+    first = study.get_trials()[0]
+    name = next(iter(space))
+    study.add_trial(create_trial(values=list(first.values), params={name: first.params[name]},
+                                 distributions={name: first.distributions[name]}))
+    assert both_spaces() == ({name: first.distributions[name]},) * 2
+    key = optuna.samplers.NSGAIISampler._get_generation_key()
+    for generation in range(1, max(t.system_attrs.get(key, 0) for t in study.get_trials()) + 1):
+        parents = [t.number for t in plain.get_parent_population(study, generation)]
+        assert parents and [t.number for t in ours.get_parent_population(study, generation)] == parents

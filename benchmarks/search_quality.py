@@ -77,11 +77,14 @@ class CostEvaluator(ConstantEvaluator):
         return {"accuracy": math.log(count_macs(resolve(spec))) / 20 + 0.02 * noise, "status": "ok"}
 
 
-def run_one(space, table_model, evaluator, sampler, seed, trials, folder, storage="memory", population=16):
+def run_one(space, table_model, evaluator, sampler, seed, trials, folder, storage="memory", population=16,
+            name=None):
+    """One search; ``name`` (default sampler-seed) names its study and run folder."""
+    name = name or f"{sampler}-{seed}"
     sampler_options = {**SAMPLERS[sampler], "population_size": population, "n_startup_trials": 10}
-    config = parse_config({"name": f"{sampler}-{seed}", "space": space, "latency": "given", "trials": trials,
+    config = parse_config({"name": name, "space": space, "latency": "given", "trials": trials,
                            "seed": seed, "sampler": sampler_options, "storage": storage,
-                           "output": str(folder / f"{sampler}-{seed}")})
+                           "output": str(folder / name)})
     summary = run_experiment(config, progress=False, evaluator=evaluator, latency_model=table_model,
                              log=lambda line: None)
     return summary
@@ -165,11 +168,10 @@ def overhead(args, table_model, folder) -> dict:
         here = folder / f"overhead-{repeat}"
         for name, storage in {"memory": "memory", "sqlite": f"sqlite:///{here / 'overhead.db'}"}.items():
             for sampler, evaluator in [(s, ConstantEvaluator()) for s in SAMPLERS] + [("nsga2", CostEvaluator())]:
-                summary = run_one(args.space, table_model, evaluator, sampler, 0, args.overhead_trials,
-                                  here, storage=storage)
-                ms = 1000 * summary.controller_s / max(1, summary.completed)
                 key = f"{sampler}_surrogate_trusted" if isinstance(evaluator, CostEvaluator) else sampler
-                runs.setdefault(name, {}).setdefault(key, []).append(ms)
+                summary = run_one(args.space, table_model, evaluator, sampler, 0, args.overhead_trials,
+                                  here, storage=storage, name=key)  # one study per figure in the file
+                runs.setdefault(name, {}).setdefault(key, []).append(1000 * summary.controller_s / summary.completed)
         bare = runs.setdefault("optuna_alone_random_sampler", {})
         for name, url, plain in (("memory", "memory", False),
                                  ("sqlite_optuna_storage", f"sqlite:///{here / 'bare_optuna.db'}", True),

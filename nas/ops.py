@@ -77,7 +77,10 @@ class OpInstance:
     p: float = 0.0
     ops: tuple[str, ...] = ()
 
-    @property
+    # Cached on the instance (as ArchSpec caches its JSON; not a field, so equality and hashing
+    # ignore it): resolve() hands out the same op objects again, and a search prices every
+    # candidate's ops from the table by key.
+    @functools.cached_property
     def key(self) -> str:
         """The lookup-table key: type, shapes, then every non-default field, in field order.
         This is the only place an op key is formatted."""

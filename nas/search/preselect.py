@@ -78,7 +78,7 @@ class PreselectingNSGAIISampler(optuna.samplers.NSGAIISampler):
     (:attr:`Surrogate.trusted`); otherwise the children keep NSGA-II's order and the first
     that passes is taken without making the rest."""
 
-    def __init__(self, *, describe: Describe, candidates: int = 8, seed: int | None = None, **kwargs: Any):
+    def __init__(self, *, describe: Describe, candidates: int = 4, seed: int | None = None, **kwargs: Any):
         if candidates < 1:
             raise ValueError(f"candidates must be >= 1, got {candidates}")
         super().__init__(seed=seed, **kwargs)

@@ -20,8 +20,9 @@ study read asks the database only which trials match and loads the others'.
 
 Statements. Creating a fresh trial, finishing one, heartbeats and study system attributes are
 written as SQLAlchemy Core statements with the rules Optuna's ORM code follows (each method
-says which); Optuna's own code remains for everything else (queued trials, a trial's first
-use of a parameter name, intermediate values).
+says which), built once with bound parameters (:class:`_Statements`); Optuna's own code
+remains for everything else (queued trials, a trial's first use of a parameter name,
+intermediate values).
 
 This subclasses Optuna's storage, overrides two of its internal methods (``_create_new_trial``,
 ``_get_trials``), calls three internal helpers (``_set_trial_param``,
@@ -263,8 +264,8 @@ class BatchedRDBStorage(RDBStorage):
         study's."""
         with _create_scoped_session(self.scoped_session, True) as session:
             trial_ids = set(item.trial_id for item in pending) | ({finish.trial_id} if finish else set())
-            # Core statements run on the session's connection (same transaction): the ORM's
-            # execution layer would add a third to their cost.
+            # Core statements run on the session's connection: the same transaction, without
+            # the ORM's execution layer (the session is for Optuna's own helpers below).
             connection = session.connection()
             states = dict(connection.execute(_statements().trial_states, {"b_trials": sorted(trial_ids)}).all())
             for trial_id in trial_ids:

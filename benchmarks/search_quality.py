@@ -1,5 +1,5 @@
-"""Search quality: NSGA-II (with and without the surrogate's pre-selection), TPE and random
-search on one space, compared by the hypervolume of (zero-cost proxy score, predicted latency)
+"""Search quality: NSGA-II (choosing among 4 or 8 children with a surrogate, and plain), TPE
+and random search on one space, compared by the hypervolume of (zero-cost proxy score, predicted latency)
 reached after N trials; plus the controller's own overhead per trial (the run's wall time minus
 evaluation, in memory and on an SQLite file) next to what a bare Optuna loop over the same
 parameters costs in memory, on Optuna's own SQLite storage and on ours. Prints JSON.

@@ -122,10 +122,12 @@ class SearchSpace(ABC):
         return dict(self._parameters)
 
     def _split(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        self.parameters()
+        if self._parameters is None:
+            self.parameters()
         expected = self._parameters
         if self._routes is None:
-            self._routes = {name: (int(name.split(".", 1)[0][1:]) - 1, name.split(".", 1)[1]) for name in expected}
+            self._routes = {name: (int(stage[1:]) - 1, rest)
+                            for name in expected for stage, rest in [name.split(".", 1)]}
         if len(params) != len(expected) or any(k not in expected for k in params):
             unknown = [k for k in params if k not in expected]
             if unknown:

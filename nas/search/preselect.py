@@ -29,6 +29,7 @@ from optuna.distributions import BaseDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.config import DEFAULT_CANDIDATES
 from nas.search.controller import LatencyModel, measure
 from nas.search.objectives import Objective
 from nas.search.pareto import added_hypervolumes_2d, front_2d
@@ -78,7 +79,8 @@ class PreselectingNSGAIISampler(optuna.samplers.NSGAIISampler):
     (:attr:`Surrogate.trusted`); otherwise the children keep NSGA-II's order and the first
     that passes is taken without making the rest."""
 
-    def __init__(self, *, describe: Describe, candidates: int = 4, seed: int | None = None, **kwargs: Any):
+    def __init__(self, *, describe: Describe, candidates: int = DEFAULT_CANDIDATES, seed: int | None = None,
+                 **kwargs: Any):
         if candidates < 1:
             raise ValueError(f"candidates must be >= 1, got {candidates}")
         super().__init__(seed=seed, **kwargs)
@@ -131,8 +133,6 @@ class PreselectingNSGAIISampler(optuna.samplers.NSGAIISampler):
             return self._complete(study, trial, search_space,
                                   self._child_generation_strategy(study, search_space, parents))
 
-        if self._candidates == 1:
-            return next_child()
         # the trial's cached read of the study, which NSGA-II's own steps share
         evaluated = [t for t in study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
                      if "score" in t.user_attrs and t.user_attrs.get("feasible", True)]

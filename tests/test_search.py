@@ -1,5 +1,7 @@
 import math
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import optuna
@@ -10,6 +12,7 @@ from nas.config import parse_config
 from nas.report import format_pareto, open_run, pareto_frame, trials_frame
 from nas.search.objectives import Measured, Objective, mnas_reward
 from nas.search.runner import run_experiment
+from nas.search.study import Heartbeat
 from tests.fakes import FakeEvaluator, FakeLatency
 
 
@@ -312,3 +315,38 @@ def test_trial_failed_by_another_worker_meanwhile_does_not_end_the_search(tmp_pa
     failed = study.get_trials(states=(TrialState.FAIL,))
     # the other worker's verdict stands; nothing of this worker's evaluation was written
     assert len(failed) == 1 and not {"score", "status", "metrics"} & set(failed[0].user_attrs)
+
+
+class BeatRecorder(optuna.storages.RDBStorage):
+    """A storage with heartbeats that only records which trials beat (no database)."""
+
+    def __init__(self, interval_s: float):  # RDBStorage's own __init__ (a database) is not called
+        self.interval_s, self.beats = interval_s, []
+
+    def get_heartbeat_interval(self):
+        return self.interval_s
+
+    def record_heartbeat(self, trial_id):
+        self.beats.append(trial_id)
+
+
+def wait_until(condition, timeout_s=5.0):
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return condition()
+
+
+def test_heartbeat_beats_only_the_trial_in_its_block_and_its_thread_ends_when_idle():
+    storage = BeatRecorder(interval_s=0.01)
+    heartbeat = Heartbeat(storage)
+    with heartbeat.beating(7):
+        assert wait_until(lambda: storage.beats.count(7) >= 3)  # beats again and again
+    with heartbeat.beating(8):  # the next trial: the same thread beats it instead
+        assert wait_until(lambda: 8 in storage.beats)
+    after = len(storage.beats)
+    assert wait_until(lambda: not any(t.name == "nas-heartbeat" for t in threading.enumerate()))
+    assert len(storage.beats) == after  # nothing beats once the block has ended
+    assert set(storage.beats) == {7, 8} and storage.beats == sorted(storage.beats)  # 8 only after 7's block
+    with heartbeat.beating(9):  # a new thread after an idle spell
+        assert wait_until(lambda: 9 in storage.beats)

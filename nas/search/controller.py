@@ -100,6 +100,7 @@ class Controller:
         self.log = log or _log_line
         self.choices = space.parameters()
         self.consecutive_errors = 0
+        self.heartbeat = Heartbeat(storage)
 
     # ---- measuring
 
@@ -218,7 +219,7 @@ class Controller:
         return trial.number
 
     def evaluate_and_tell(self, trial: optuna.Trial, spec: ArchSpec, m: Measured, summary: RunSummary) -> None:
-        with Heartbeat(self.storage, trial._trial_id):
+        with self.heartbeat.beating(trial._trial_id):
             try:
                 metrics, eval_s = self.timed_evaluation(spec, summary)
             except KeyboardInterrupt:

@@ -92,6 +92,7 @@ class PreselectingNSGAIISampler(optuna.samplers.NSGAIISampler):
         self._features: dict[int, tuple[float, ...]] = {}  # of evaluated trials, by trial id
         self._intersection: dict[str, BaseDistribution] | None = None
         self._intersected: set[int] = set()  # ids of the completed trials in the intersection
+        self._stored_parents: tuple[int, set[int]] | None = None  # a generation, its parents' trial ids
 
     # NSGA-II's two reads of the study per trial, taken from the trial's cached read of it
     # (one database query per trial instead of three) and without Optuna's deep copy of
@@ -115,11 +116,15 @@ class PreselectingNSGAIISampler(optuna.samplers.NSGAIISampler):
         """NSGA-II's: the parents it stored for this generation, else chosen and stored now."""
         if generation == 0:
             return []
-        stored = study._storage.get_study_system_attrs(study._study_id).get(
-            self._get_parent_cache_key_prefix() + str(generation))
-        if stored is None:
-            return super().get_parent_population(study, generation)
-        ids = set(stored)
+        if self._stored_parents is None or self._stored_parents[0] != generation:
+            stored = study._storage.get_study_system_attrs(study._study_id).get(
+                self._get_parent_cache_key_prefix() + str(generation))
+            if stored is None:
+                return super().get_parent_population(study, generation)
+            # Kept: a generation's parents are stored by the first worker to need them and then
+            # read by all (two workers choosing them at the same moment: the last one's stand).
+            self._stored_parents = (generation, set(stored))
+        ids = self._stored_parents[1]
         return [t for t in study._get_trials(deepcopy=False, use_cache=True) if t._trial_id in ids]
 
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial,

@@ -11,7 +11,9 @@ import contextlib
 import re
 import sqlite3
 import threading
+import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -134,30 +136,51 @@ def first_heartbeat(storage: optuna.storages.BaseStorage | None, trial_id: int) 
 
 
 class Heartbeat:
-    """Records a running trial's heartbeat from a background thread, so that the trial of a
-    worker that dies is detected as stale and retried (ask/tell has no built-in heartbeat).
-    The first beat is :func:`first_heartbeat`'s."""
+    """Records the heartbeat of the trial being evaluated from a background thread, so that
+    the trial of a worker that dies is detected as stale and retried (ask/tell has no built-in
+    heartbeat). The first beat is :func:`first_heartbeat`'s; inside :meth:`beating` the
+    thread beats the trial every heartbeat interval.
 
-    def __init__(self, storage: optuna.storages.BaseStorage | None, trial_id: int):
-        self.storage, self.trial_id = storage, trial_id
+    One thread serves a run's consecutive trials (starting one per trial cost 0.1 ms); it ends
+    by itself when a whole interval passes with no trial, and the next trial starts another."""
+
+    def __init__(self, storage: optuna.storages.BaseStorage | None):
+        self.storage = storage
         self.enabled = heartbeats_enabled(storage)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True)
+        # Held while a beat is written: once beating() has returned, no beat of its trial follows.
+        self._lock = threading.Lock()
+        self._trial_id: int | None = None
+        self._thread: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def beating(self, trial_id: int) -> Iterator[None]:
+        if not self.enabled:
+            yield
+            return
+        with self._lock:
+            self._trial_id = trial_id
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._beat, daemon=True, name="nas-heartbeat")
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._trial_id = None
 
     def _beat(self) -> None:
         interval = self.storage.get_heartbeat_interval()
-        while not self._stop.wait(interval):
-            self.storage.record_heartbeat(self.trial_id)
-
-    def __enter__(self) -> Heartbeat:
-        if self.enabled:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.enabled:
-            self._stop.set()
-            self._thread.join()
+        while True:
+            time.sleep(interval)
+            with self._lock:
+                if self._trial_id is None:
+                    self._thread = None  # under the lock: beating() starts a new thread from now on
+                    return
+                try:
+                    self.storage.record_heartbeat(self._trial_id)
+                except Exception as exc:  # a lost connection: the next beat may get through
+                    warnings.warn(f"heartbeat of trial id {self._trial_id} not recorded: {exc}", RuntimeWarning,
+                                  stacklevel=1)
 
 
 def trial_record(trial: FrozenTrial) -> dict[str, Any]:

@@ -108,6 +108,21 @@ def test_an_incompatible_distribution_is_still_refused(tmp_path):
             second.suggest_categorical("p0", ["a", "b"])  # p0 had choices 1, 2, 3
 
 
+def test_equal_choices_of_other_types_are_stored_as_given(tmp_path):
+    # (1, 2) == (1.0, 2.0) in Python, and the distributions' JSON is kept between trials: the
+    # stored distributions must still tell them apart
+    storage, study = open_study(tmp_path)
+    for _ in range(3):  # the first trial takes Optuna's own path for new names; later ones the bulk path
+        trial = study.ask()
+        with write_batch(storage):
+            trial.suggest_categorical("ints", (1, 2))
+            trial.suggest_categorical("floats", (1.0, 2.0))
+        study.tell(trial, 1.0)
+    for trial in database(f"sqlite:///{tmp_path / 'study.db'}").get_all_trials(study._study_id):
+        assert [type(c) for c in trial.distributions["ints"].choices] == [int, int]
+        assert [type(c) for c in trial.distributions["floats"].choices] == [float, float]
+
+
 def test_a_finished_trial_cannot_be_changed_through_a_batch(tmp_path):
     storage, study = open_study(tmp_path)
     trial = study.ask()

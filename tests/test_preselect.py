@@ -177,3 +177,4 @@ def test_search_space_and_parents_from_the_cached_read_are_nsga2s(tmp_path):
     for generation in range(1, max(t.system_attrs.get(key, 0) for t in study.get_trials()) + 1):
         parents = [t.number for t in plain.get_parent_population(study, generation)]
         assert parents and [t.number for t in ours.get_parent_population(study, generation)] == parents
+        assert [t.number for t in ours.get_parent_population(study, generation)] == parents  # kept, same

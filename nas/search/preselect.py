@@ -122,7 +122,7 @@ class PreselectingNSGAIISampler(optuna.samplers.NSGAIISampler):
             if stored is None:
                 return super().get_parent_population(study, generation)
             # Kept: a generation's parents are stored by the first worker to need them and then
-            # read by all (two workers choosing them at the same moment: the last one's stand).
+            # read by all (should two workers choose them at once, the choice read first stays here).
             self._stored_parents = (generation, set(stored))
         ids = self._stored_parents[1]
         return [t for t in study._get_trials(deepcopy=False, use_cache=True) if t._trial_id in ids]

@@ -81,6 +81,13 @@ def evaluated_trial(number, arch_id, macs, score, latency):
     return trial
 
 
+def scored_trials(learnable: bool = True):
+    """Evaluated trials x = 1, 4, ..., 37 with latency x and score log(x): a relation cost
+    predicts; not ``learnable``, the score's sign alternates and the held-out ranks are wrong."""
+    return [evaluated_trial(x, f"a{x % 50}", x, float(np.log(x) * (1 if learnable else (-1) ** x)), float(x))
+            for x in range(1, 40, 3)]
+
+
 def make_sampler(candidates):
     """A sampler whose 'networks' are described by two parameters: the surrogate's feature is
     log(x) and the latency is ``lat`` (x when not given); arch ids repeat every 50 x."""
@@ -99,7 +106,7 @@ def pick(sampler, children, evaluated):
 
 def test_pick_skips_repeats_and_infeasible_children_and_follows_the_surrogate():
     sampler = make_sampler(4)
-    evaluated = [evaluated_trial(x, f"a{x % 50}", x, float(np.log(x)), float(x)) for x in range(1, 40, 3)]
+    evaluated = scored_trials()
     describe = sampler._describe
     # 10 repeats arch a10 (evaluated), 95 is infeasible: neither is chosen while others remain
     assert pick(sampler, [describe({"x": 10}), describe({"x": 95}), describe({"x": 2})], evaluated) == 2
@@ -112,17 +119,14 @@ def test_pick_skips_repeats_and_infeasible_children_and_follows_the_surrogate():
     assert pick(sampler, [describe({"x": 95}), describe({"x": 96})], evaluated) == 0
     # where the score falls as x grows the surrogate's held-out ranks are wrong: not trusted,
     # NSGA-II's order stands
-    misleading = [evaluated_trial(x, f"a{x % 50}", x, float(np.log(x) * (-1) ** x), float(x))
-                  for x in range(1, 40, 3)]
+    misleading = scored_trials(learnable=False)
     assert sampler._surrogate(misleading, MAX_MIN) is None
     assert pick(sampler, children, misleading) == 0
 
 
 def test_children_are_made_only_until_nsga2s_order_has_decided():
     sampler = make_sampler(4)
-    trusted = [evaluated_trial(x, f"a{x % 50}", x, float(np.log(x)), float(x)) for x in range(1, 40, 3)]
-    misleading = [evaluated_trial(x, f"a{x % 50}", x, float(np.log(x) * (-1) ** x), float(x))
-                  for x in range(1, 40, 3)]
+    trusted, misleading = scored_trials(), scored_trials(learnable=False)
     for evaluated, made, chosen in ((misleading, 3, 2), (trusted, 4, 36), (misleading[:3], 1, 10)):
         children = iter([{"x": 10}, {"x": 95}, {"x": 2}, {"x": 36, "lat": 6}])  # a repeat, infeasible, new, new
         calls = []

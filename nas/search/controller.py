@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from nas.ops import OpInstance, count_macs, count_params, resolve
 from nas.search.objectives import Measured, Objective
-from nas.search.study import Heartbeat, completed_trials, first_heartbeat, heartbeats_enabled, tell, write_batch
+from nas.search.study import Heartbeat, completed_trials, tell, write_batch
 from nas.space import SearchSpace
 from nas.spec import ArchSpec
 
@@ -123,7 +123,7 @@ class Controller:
         return len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
     def heartbeat_interval_s(self) -> float:
-        return self.storage.get_heartbeat_interval() if heartbeats_enabled(self.storage) else 0.0
+        return self.storage.get_heartbeat_interval() if self.heartbeat.enabled else 0.0
 
     def wait_for_dead_workers(self) -> bool:
         """With the budget reached, other trials may still be running. Wait up to one grace
@@ -185,7 +185,7 @@ class Controller:
         returns the trial's number. ``known``: the study's trials as read just before (the
         run loop's read, to spare another); by default they are read here."""
         trial = self.study.ask()
-        first_heartbeat(self.storage, trial._trial_id)  # ask/tell has no public trial id
+        self.heartbeat.first(trial._trial_id)  # ask/tell has no public trial id
         with write_batch(self.storage):  # one transaction instead of one per parameter
             params = {name: trial.suggest_categorical(name, choices) for name, choices in self.choices.items()}
             spec = self.space.decode(params)

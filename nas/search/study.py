@@ -127,19 +127,11 @@ def heartbeats_enabled(storage: optuna.storages.BaseStorage | None) -> bool:
     return isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None
 
 
-def first_heartbeat(storage: optuna.storages.BaseStorage | None, trial_id: int) -> None:
-    """Record a trial's first heartbeat as soon as it is asked: a trial without any heartbeat
-    row is never detected as stale, so from now on a dead worker's trial is retried.
-    :class:`Heartbeat` keeps beating while the trial is evaluated."""
-    if heartbeats_enabled(storage):
-        storage.record_heartbeat(trial_id)
-
-
 class Heartbeat:
     """Records the heartbeat of the trial being evaluated from a background thread, so that
     the trial of a worker that dies is detected as stale and retried (ask/tell has no built-in
-    heartbeat). The first beat is :func:`first_heartbeat`'s; inside :meth:`beating` the
-    thread beats the trial every heartbeat interval.
+    heartbeat). :meth:`first` records a trial's first beat; inside :meth:`beating` the thread
+    beats the trial every heartbeat interval.
 
     One thread serves a run's consecutive trials (starting one per trial cost 0.1 ms); it ends
     by itself when a whole interval passes with no trial, and the next trial starts another."""
@@ -151,6 +143,13 @@ class Heartbeat:
         self._lock = threading.Lock()
         self._trial_id: int | None = None
         self._thread: threading.Thread | None = None
+
+    def first(self, trial_id: int) -> None:
+        """Record a trial's first heartbeat as soon as it is asked: a trial without any
+        heartbeat row is never detected as stale, so from now on a dead worker's trial is
+        retried."""
+        if self.enabled:
+            self.storage.record_heartbeat(trial_id)
 
     @contextlib.contextmanager
     def beating(self, trial_id: int) -> Iterator[None]:

@@ -294,17 +294,57 @@ def measure_overhead(protocol: Protocol, provider: str = "CPUExecutionProvider")
 # provenance
 
 
-def cpu_model() -> str:
-    """The CPU's marketing name where the system tells it (Linux, Android), else platform's."""
+# Linux on arm64 prints no CPU name, only each core's implementer and part numbers: the cores
+# of common boards and phones, named (others are reported by their numbers).
+ARM_IMPLEMENTERS = {"0x41": "ARM", "0x51": "Qualcomm", "0x53": "Samsung", "0x61": "Apple", "0x48": "HiSilicon"}
+ARM_CORES = {
+    ("0x41", "0xd03"): "Cortex-A53", ("0x41", "0xd04"): "Cortex-A35", ("0x41", "0xd05"): "Cortex-A55",
+    ("0x41", "0xd07"): "Cortex-A57", ("0x41", "0xd08"): "Cortex-A72", ("0x41", "0xd09"): "Cortex-A73",
+    ("0x41", "0xd0a"): "Cortex-A75", ("0x41", "0xd0b"): "Cortex-A76", ("0x41", "0xd0c"): "Neoverse-N1",
+    ("0x41", "0xd0d"): "Cortex-A77", ("0x41", "0xd40"): "Neoverse-V1", ("0x41", "0xd41"): "Cortex-A78",
+    ("0x41", "0xd44"): "Cortex-X1", ("0x41", "0xd46"): "Cortex-A510", ("0x41", "0xd47"): "Cortex-A710",
+    ("0x41", "0xd48"): "Cortex-X2", ("0x41", "0xd49"): "Neoverse-N2", ("0x41", "0xd4d"): "Cortex-A715",
+    ("0x41", "0xd4e"): "Cortex-X3", ("0x41", "0xd80"): "Cortex-A520", ("0x41", "0xd81"): "Cortex-A720",
+    ("0x41", "0xd82"): "Cortex-X4", ("0x51", "0x205"): "Kryo Gold", ("0x51", "0x211"): "Kryo Silver",
+    ("0x51", "0x800"): "Kryo 2xx Gold", ("0x51", "0x801"): "Kryo 2xx Silver", ("0x51", "0x803"): "Kryo 3xx Silver",
+    ("0x51", "0x804"): "Kryo 4xx Gold", ("0x51", "0x805"): "Kryo 4xx Silver",
+}
+
+
+def _arm_cores(entries: list) -> str:
+    """'4x ARM Cortex-A55 + 4x ARM Cortex-A76' from (implementer, part) per core, in core order."""
+    counts: dict = {}
+    for implementer, part in entries:
+        vendor = ARM_IMPLEMENTERS.get(implementer, f"implementer {implementer}")
+        name = f"{vendor} {ARM_CORES.get((implementer, part), f'part {part}')}"
+        counts[name] = counts.get(name, 0) + 1
+    return " + ".join(f"{n}x {name}" for name, n in counts.items())
+
+
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's name where the system tells it (x86's "model name", Android's "Hardware", a
+    Raspberry Pi's "Model"), with the ARM cores named from their part numbers; else platform's."""
+    fields: dict = {}
+    cores, implementer = [], None
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(cpuinfo) as f:
             for line in f:
                 name, _, value = line.partition(":")
-                if name.strip().lower() in ("model name", "hardware", "processor name", "cpu model"):
-                    return value.strip()
+                key, value = name.strip().lower(), value.strip()
+                fields.setdefault(key, value)
+                if key == "cpu implementer":
+                    implementer = value
+                elif key == "cpu part":
+                    cores.append((implementer, value))
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    named = next((fields[k] for k in ("model name", "hardware", "processor name", "cpu model") if fields.get(k)),
+                 None)
+    if named is None and fields.get("model") and not fields["model"].isdigit():  # x86's "model" is a number
+        named = fields["model"]
+    if cores:
+        return f"{named} ({_arm_cores(cores)})" if named else _arm_cores(cores)
+    return named or platform.processor() or "unknown"
 
 
 def device_provenance(protocol: Protocol, provider: str, device: str | None = None) -> dict:

@@ -29,7 +29,7 @@ def test_predict_prints_ms_and_json_breakdown(tmp_path, capsys):
     assert main(["latency", "predict", "mobilenet_v1_0.25", "--table", str(path), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["latency_ms"] == pytest.approx(expected)
-    assert len(data["ops"]) == len(ops) and data["estimated_ops"] == []
+    assert len(data["ops"]) == len(ops) and data["estimated_ops"] == 0 and data["estimated_keys"] == []
 
 
 def test_predict_missing_ops_names_keys_and_command(tmp_path, capsys):

@@ -1,5 +1,5 @@
-"""``nas latency profile|bundle|import|predict|validate|compose``: latency tables from the
-command line (thin: parsing and printing over nas.latency)."""
+"""``nas latency profile|bundle|import|tables|predict|validate|compose``: latency tables from
+the command line (thin: parsing and printing over nas.latency)."""
 
 from __future__ import annotations
 
@@ -85,11 +85,16 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--output", required=True, help="table CSV to write (its .json beside it)")
     p.set_defaults(handler=user_errors(cmd_import))
 
+    p = group.add_parser("tables", help="list the shipped latency tables (usable by name as --table NAME)")
+    p.add_argument("--json", action="store_true", help="JSON: one object per table")
+    p.set_defaults(handler=user_errors(cmd_tables))
+
     p = group.add_parser("predict", help="predict an architecture's latency from a table")
     p.add_argument("arch", help="reference name, spec JSON file or spec string")
-    p.add_argument("--table", required=True)
-    p.add_argument("--missing", choices=("error", "nearest", "interpolate"), default="error",
-                   help="what to do with ops the table lacks (default: error)")
+    p.add_argument("--table", required=True, help="a shipped table's name (nas latency tables) or a table path")
+    p.add_argument("--missing", choices=("error", "nearest", "interpolate", "estimate"), default=None,
+                   help="what to do with ops the table lacks (default: the table's own: 'estimate' for tables "
+                        "measured on another device, priced from their own entries; else 'error')")
     p.add_argument("--json", action="store_true", help="JSON with the per-op breakdown")
     p.set_defaults(handler=user_errors(cmd_predict))
 
@@ -155,12 +160,49 @@ def cmd_bundle(args) -> int:
     return 0
 
 
+def rederive_command(args) -> str:
+    """The command that re-derives an import: the source under $NAS_ARM_DATA when it lies there
+    (so the command works on any checkout), else as given."""
+    import os
+    import shlex
+
+    source = Path(args.file)
+    data = os.environ.get("NAS_ARM_DATA")
+    if data:
+        try:
+            source = "$NAS_ARM_DATA/" + source.resolve().relative_to(Path(data).resolve()).as_posix()
+        except ValueError:
+            pass
+    source = f'"{source}"' if str(source).startswith("$") else shlex.quote(str(source))
+    return f"nas latency import {source} --format {args.format} -o {shlex.quote(str(args.output))}"
+
+
 def cmd_import(args) -> int:
     from nas.latency.importers import import_table
 
-    table = import_table(args.file, args.format)
+    table = import_table(args.file, args.format, command=rederive_command(args))
     table.save(args.output)
     print(f"imported {len(table)} entries ({args.format}) -> {args.output}")
+    return 0
+
+
+def cmd_tables(args) -> int:
+    from nas.latency.registry import list_tables, tables_dir
+
+    rows = list_tables()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no latency tables in {tables_dir()}")
+        return 0
+    columns = ("name", "device", "runtime", "threads", "space", "input", "entries", "source")
+    text = [[("-" if r[c] is None else str(r[c])) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(t[i]) for t in text)) for i, c in enumerate(columns)]
+    for line in [list(columns), *text]:
+        print("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip())
+    print(f"({len(rows)} tables in {tables_dir()}; use a name wherever a table path goes: --table NAME, "
+          f"latency: NAME)")
     return 0
 
 
@@ -184,15 +226,23 @@ def cmd_predict(args) -> int:
             total = model.predict(ops)
             rows = model.breakdown(ops)
     except MissingOpsError as exc:
+        if getattr(model, "missing_policy", "error") != "error":  # the estimator's own reason
+            raise UserError(str(exc)) from None
         raise UserError(str(model.missing_error(exc.keys, args.arch))) from None
     estimated = [r["key"] for r in rows if r.get("estimated")] if isinstance(rows, list) else []
+    policy = getattr(model, "missing_policy", args.missing)
+    where = {k: provenance.get(k) for k in ("device", "runtime", "threads", "input")}
     if args.json:
-        print(json.dumps({"arch_id": spec.arch_id, "latency_ms": total, "table": args.table,
-                          "missing_policy": args.missing, "estimated_ops": estimated, "ops": rows,
-                          "overhead_ms": getattr(getattr(model, "composition", None), "overhead_ms", None)},
+        print(json.dumps({"arch_id": spec.arch_id, "latency_ms": total, "estimated_ops": len(estimated),
+                          "table": args.table, "ops": rows, "estimated_keys": estimated, "missing_policy": policy,
+                          **where, "overhead_ms": getattr(getattr(model, "composition", None), "overhead_ms", None)},
                          indent=2))
         return 0
-    print(f"{total:.4f} ms  ({spec.arch_id}, table {args.table})")
+    device = ", ".join(f"{v}" if k != "threads" else f"{v} thread(s)" for k, v in where.items() if v is not None)
+    print(f"{total:.4f} ms  ({spec.arch_id}, table {args.table}: {device})")
     if estimated:
-        print(f"note: {len(estimated)} of {len(ops)} ops were estimated by the {args.missing!r} policy, not measured")
+        print(f"note: {len(estimated)} of {len(ops)} ops were estimated by the {policy!r} policy, not measured:")
+        by_key = {r["key"]: r for r in rows}
+        for key in estimated:
+            print(f"  ~ {by_key[key]['median_ms']:.4f} ms  {key}")
     return 0

@@ -26,7 +26,7 @@ from nas.latency.errors import LatencyTableError, MissingOpsError
 from nas.latency.table import EstimatedLatencyWarning, LatencyTable, sidecar_path
 
 
-def _load_calibrated(path: Path, missing: str = "error"):
+def _load_calibrated(path: Path, missing: str | None = None):
     from nas.latency.calibrate import CalibratedLatencyModel
 
     return CalibratedLatencyModel.from_file(path)  # predicts every op: no missing-op policy applies
@@ -43,18 +43,22 @@ def register_model_kind(kind: str, loader: Callable[..., object]) -> None:
     MODEL_KINDS[kind] = loader
 
 
-def load_latency_model(path: str | Path, missing: str = "error"):
-    """Load the latency model at ``path`` (a table CSV; its JSON sidecar says its kind).
+def load_latency_model(path: str | Path, missing: str | None = None):
+    """Load the latency model at ``path`` (a table CSV; its JSON sidecar says its kind), or
+    the shipped one of that short name (``pixel1-proxylessnas``: nas.latency.registry).
 
     The returned object has ``predict(ops) -> float`` (ms), ``breakdown(ops)``,
     ``provenance`` (dict with ``input``) and ``check_input(shape)``; missing ops raise
-    :class:`MissingOpsError` (a ValueError) unless ``missing`` is ``nearest`` or
-    ``interpolate``.
+    :class:`MissingOpsError` (a ValueError) unless ``missing`` is ``nearest``,
+    ``interpolate`` or ``estimate``; ``None`` is the table's own default (``estimate`` for a
+    table imported from another device, else ``error``).
 
     Raises:
         LatencyTableError: the file or its sidecar is missing, corrupt or of an unknown kind.
     """
-    path = Path(path)
+    from nas.latency.registry import resolve_table
+
+    path = resolve_table(path)
     side, field = (path, "format") if path.suffix == ".json" else (sidecar_path(path), "kind")
     kind = "table"
     if side.is_file():

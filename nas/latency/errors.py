@@ -11,16 +11,18 @@ class LatencyTableError(ValueError):
 class MissingOpsError(ValueError):
     """Ops the table has no latency for. ``keys`` lists them; ``command`` profiles them."""
 
-    def __init__(self, keys: list[str], command: str, path: str | None = None):
+    def __init__(self, keys: list[str], command: str, path: str | None = None, advice: str | None = None):
         self.keys = list(keys)
         self.command = command
         self.path = path
         shown = "\n  ".join(self.keys[:20])
         more = f"\n  ... and {len(self.keys) - 20} more" if len(self.keys) > 20 else ""
-        super().__init__(
-            f"latency table {path or ''} has no entry for {len(self.keys)} op(s):\n  {shown}{more}\n"
-            f"measure them with:\n  {command}\n"
-            f"(or estimate them with the missing-op policy 'nearest' or 'interpolate')")
+        # advice replaces the profiling hint where profiling here cannot help (another
+        # device's table, or an op the estimator cannot price)
+        advice = advice or (f"measure them with:\n  {command}\n"
+                            f"(or estimate them with the missing-op policy 'estimate', 'nearest' or 'interpolate')")
+        super().__init__(f"latency table {path or ''} has no entry for {len(self.keys)} op(s):\n  {shown}{more}\n"
+                         f"{advice}")
 
 
 class InputShapeError(ValueError):

@@ -21,9 +21,11 @@ approximation), which the provenance records.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from nas.latency.errors import LatencyTableError
@@ -134,16 +136,46 @@ def _stats(value, spread_key: str, where: str, share: float) -> dict:
             "p90": mean + _Z10 * sd}
 
 
+@dataclasses.dataclass(frozen=True)
+class PublicSource:
+    """What is known of a public table's measurement, recorded in the imported provenance."""
+
+    mapper: Callable[[str, int | None], list[tuple[OpInstance, float]]]
+    spread_key: str  # "var" or "std"
+    device: str
+    cpu_model: str
+    threads: int | None  # None: the source does not say
+    space: str  # our search space whose every member the table prices
+    project: str
+    upstream: str  # where the file is published
+    licence: str
+    protocol: str
+
+
 PUBLIC = {
-    "proxylessnas": (proxyless_ops, "var", "Google Pixel 1", "TensorFlow Lite"),
-    "ofa": (ofa_ops, "std", "Samsung Note10", "TensorFlow Lite"),
+    "proxylessnas": PublicSource(
+        proxyless_ops, "var", "Google Pixel 1", "Qualcomm Snapdragon 821 (Kryo), one big core", 1, "proxylessnas",
+        "ProxylessNAS (Cai, Zhu, Han; ICLR 2019), MIT Han Lab",
+        "han-cai/files: proxylessnas/mobile_trim.yaml (loaded by mit-han-lab/proxylessnas's LatencyEstimator)",
+        "no licence file accompanies the published table; derived research data, redistributed with attribution",
+        "TensorFlow Lite, float32, batch 1, one thread on one big core (as the ProxylessNAS and MnasNet papers "
+        "measure the Pixel 1); per-block means over repeated runs"),
+    "ofa": PublicSource(
+        ofa_ops, "std", "Samsung Note10", "not stated by the source", None, "ofa_mobilenet_v3",
+        "Once-for-All (Cai et al.; ICLR 2020), MIT Han Lab",
+        "the Once-for-All tutorial's note10 latency tables ({R}_lookup_table.yaml, loaded by "
+        "mit-han-lab/once-for-all: ofa/nas/efficiency_predictor/latency_lookup_table.py)",
+        "Apache-2.0 (the Once-for-All repository that publishes and loads the tables)",
+        "TensorFlow Lite, float32, batch 1; per-block means over repeated runs (thread count not stated)"),
 }
 
 
-def import_public(path: str | Path, fmt: str, classes: int | None = None) -> LatencyTable:
-    """A table from a public ProxylessNAS or Once-for-All YAML file (see the module docstring)."""
+def import_public(path: str | Path, fmt: str, classes: int | None = None, command: str | None = None) -> LatencyTable:
+    """A table from a public ProxylessNAS or Once-for-All YAML file (see the module docstring).
+    ``command`` is recorded as the command that re-derives the table."""
     path = Path(path)
-    mapper, spread_key, device, runtime = PUBLIC[fmt]
+    source = PUBLIC[fmt]
+    mapper, spread_key = source.mapper, source.spread_key
     entries, ops = {}, {}
     data = _read_yaml(path)
     for key, value in data.items():
@@ -156,15 +188,20 @@ def import_public(path: str | Path, fmt: str, classes: int | None = None) -> Lat
     classifiers = {op.output[2] for op in ops.values() if op.type == "fc"}
     classes = classes or (classifiers.pop() if len(classifiers) == 1 else None)
     provenance = {
-        "device": device, "cpu_model": "ARM (see the source paper)", "machine": "arm64", "runtime": runtime,
-        "runtime_version": "unknown", "execution_provider": "tflite-cpu", "threads": 1, "batch": 1,
-        "dtype": "float32", "input": "x".join(map(str, stems[0].input)), "classes": classes,
-        "spaces": ["proxylessnas"] if fmt == "proxylessnas" else [],
+        "device": source.device, "cpu_model": source.cpu_model, "machine": "arm64", "runtime": "TensorFlow Lite",
+        "runtime_version": "not stated by the source", "execution_provider": "tflite-cpu",
+        "threads": source.threads, "batch": 1, "dtype": "float32", "input": "x".join(map(str, stems[0].input)),
+        "classes": classes, "spaces": [source.space], "protocol": source.protocol,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "source": "import",
-        "origin": {"format": fmt, "file": path.name, "entries": len(data),
+        # its gaps cannot be measured on this machine: price them from the table's own entries
+        "missing_default": "estimate",
+        "origin": {"format": fmt, "file": path.name, "project": source.project, "upstream": source.upstream,
+                   "licence": source.licence, "entries": len(data),
                    "statistics": "median := mean; p10/p90 := mean -/+ 1.2816 sd (normal approximation)",
                    "composition": "network = sum of its entries (as published; no call overhead)"},
     }
+    if command:
+        provenance["rederive"] = command
     return LatencyTable(entries, ops, provenance, Composition())
 
 
@@ -197,9 +234,9 @@ def import_runner(path: str | Path) -> LatencyTable:
     return LatencyTable(entries, ops, provenance, Composition(overhead_ms=float(overhead)))
 
 
-def import_table(path: str | Path, fmt: str, classes: int | None = None) -> LatencyTable:
+def import_table(path: str | Path, fmt: str, classes: int | None = None, command: str | None = None) -> LatencyTable:
     if fmt == "runner":
         return import_runner(path)
     if fmt not in PUBLIC:
         raise LatencyTableError(f"unknown import format {fmt!r}; expected one of {list(FORMATS)}")
-    return import_public(path, fmt, classes)
+    return import_public(path, fmt, classes, command)

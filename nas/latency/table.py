@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from nas.latency.errors import InputShapeError, LatencyTableError, MissingOpsError
+from nas.latency.estimator import NO_OP_TYPES
 from nas.ops import OpInstance, op_from_fields, op_params
 from nas.spec import parse_shape
 
@@ -41,7 +42,7 @@ KIND = "table"
 STAT_COLUMNS = ("n", "median", "mean", "std", "p10", "p90")
 OPTIONAL_COLUMNS = ("spread", "attempts")
 FIELD_COLUMNS = tuple(f.name for f in dataclasses.fields(OpInstance))
-MISSING_POLICIES = ("error", "nearest", "interpolate")
+MISSING_POLICIES = ("error", "nearest", "interpolate", "estimate")
 REQUIRED_PROVENANCE = ("device", "cpu_model", "machine", "runtime", "runtime_version", "execution_provider",
                        "threads", "batch", "dtype", "input", "date")
 
@@ -97,7 +98,10 @@ class LatencyTable:
     kind = KIND
 
     def __init__(self, entries: dict[str, dict], ops: dict[str, OpInstance], provenance: dict,
-                 composition: Composition | None = None, missing: str = "error", path: str | None = None):
+                 composition: Composition | None = None, missing: str | None = "error", path: str | None = None):
+        # None: the table's own default (a device table imported from elsewhere estimates its
+        # gaps, since they cannot be measured here), else "error"
+        missing = missing or provenance.get("missing_default", "error")
         if missing not in MISSING_POLICIES:
             raise ValueError(f"missing-op policy must be one of {list(MISSING_POLICIES)}, got {missing!r}")
         self.entries = entries
@@ -107,6 +111,7 @@ class LatencyTable:
         self.missing_policy = missing
         self.path = path
         self._estimator = None
+        self._kernel_estimator = None
         self._median_cache: dict[str, float] | None = None
 
     # ---- basic queries
@@ -131,15 +136,22 @@ class LatencyTable:
                              f"not {got}; profile one for {got} (nas latency profile --input {got} ...)")
 
     def missing(self, ops: Iterable[OpInstance]) -> list[str]:
-        """Keys of ``ops`` the table lacks, in first-seen order."""
+        """Keys of ``ops`` the table lacks, in first-seen order (no-ops are never missing:
+        they cost nothing)."""
         seen: dict[str, None] = {}
         for op in ops:
-            if op.key not in self.entries:
+            if op.key not in self.entries and op.type not in NO_OP_TYPES:
                 seen.setdefault(op.key)
         return list(seen)
 
     def missing_error(self, keys: list[str], arch: str | None = None) -> MissingOpsError:
-        return MissingOpsError(keys, self.profile_command(arch), self.path)
+        p = self.provenance
+        advice = None
+        if p.get("source") == "import":  # another device's table: profiling this machine cannot fill it
+            advice = (f"this table was measured on {p.get('device', 'another device')}, not here: price them from "
+                      f"the table's own entries with the missing-op policy 'estimate' (--missing estimate), "
+                      f"or measure them on that device")
+        return MissingOpsError(keys, self.profile_command(arch), self.path, advice)
 
     def profile_command(self, arch: str | None = None) -> str:
         """The command that measures the ops this table lacks (into this same file)."""
@@ -167,6 +179,9 @@ class LatencyTable:
             if entry is not None:
                 out.append(entry["median"])
                 continue
+            if op.type in NO_OP_TYPES:
+                out.append(self.composition.overhead_ms)  # nothing runs: no share of the network
+                continue
             if policy == "error":
                 raise self.missing_error(self.missing(ops))
             out.append(self._estimate(op, policy))
@@ -178,6 +193,12 @@ class LatencyTable:
         return out, estimated
 
     def _estimate(self, op: OpInstance, policy: str) -> float:
+        if policy == "estimate":
+            if self._kernel_estimator is None:
+                from nas.latency.estimator import KernelEstimator
+
+                self._kernel_estimator = KernelEstimator(self.entries, self.ops)
+            return self._kernel_estimator.estimate(op)
         if self._estimator is None:
             from nas.latency.missing import Estimator
 
@@ -247,7 +268,7 @@ class LatencyTable:
         self.path = str(path)
 
     @classmethod
-    def from_file(cls, path: str | Path, missing: str = "error") -> LatencyTable:
+    def from_file(cls, path: str | Path, missing: str | None = None) -> LatencyTable:
         """Load and check a table. Raises LatencyTableError (a ValueError) naming the file and
         the problem when the CSV or its sidecar is missing, corrupt, truncated, holds NaN or
         negative latencies, or when the two do not belong together."""

@@ -7,8 +7,11 @@ so a report made from the storage matches what the workers recorded.
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -155,18 +158,37 @@ def write_report(study: optuna.Study, folder: str | Path) -> dict[str, Path]:
     baselines = baselines_frame(study, frame)
     paths = {name: folder / name for name in ("trials.csv", "pareto.csv", "pareto.png", "hypervolume.png",
                                               "report.html")}
-    frame.to_csv(paths["trials.csv"], index=False)
-    front.to_csv(paths["pareto.csv"], index=False)
+    with written_whole(paths["trials.csv"]) as path:
+        frame.to_csv(path, index=False)
+    with written_whole(paths["pareto.csv"]) as path:
+        front.to_csv(path, index=False)
     latencies = pd.concat([frame["latency_ms"], baselines["latency_ms"]]).dropna()
     config = study.user_attrs.get("config", {})
     limit = (config.get("objective") or {}).get("max_latency_ms")
     reference_ms = float(limit or (latencies.max() if not latencies.empty else 1.0))
     label = score_name(study)
-    plot_pareto(frame, front, baselines, paths["pareto.png"], label, limit)
+    with written_whole(paths["pareto.png"]) as path:
+        plot_pareto(frame, front, baselines, path, label, limit)
     history = hypervolume_history(frame, reference_ms)
-    plot_hypervolume(history, paths["hypervolume.png"], reference_ms)
-    paths["report.html"].write_text(render_html(study, frame, front, baselines, history, paths, label))
+    with written_whole(paths["hypervolume.png"]) as path:
+        plot_hypervolume(history, path, reference_ms)
+    with written_whole(paths["report.html"]) as path:
+        path.write_text(render_html(study, frame, front, baselines, history, paths, label))
     return paths
+
+
+@contextlib.contextmanager
+def written_whole(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to, renamed over ``path`` when the block ends
+    without an error: a report file under its own name is always whole (a process killed while
+    writing leaves at most a hidden ``.NAME.PID.EXT`` file, which nothing reads). The extension
+    is kept because matplotlib picks the image format from it."""
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def _img(path: Path) -> str:
@@ -175,6 +197,8 @@ def _img(path: Path) -> str:
 
 
 def render_html(study, frame, front, baselines, history, paths, label: str) -> str:
+    from nas.latency.deployment import pricing_sentence
+
     config = study.user_attrs.get("config", {})
     counts = frame["state"].value_counts().to_dict()
     infeasible = int((frame["feasible"] == False).sum())  # noqa: E712
@@ -192,6 +216,7 @@ def render_html(study, frame, front, baselines, history, paths, label: str) -> s
         f"<p>{len(frame)} trials: {html.escape(str(counts))}; {infeasible} infeasible (not trained), "
         f"{duplicates} answered from an earlier trial of the same architecture. Final hypervolume "
         f"{history['hypervolume'].iloc[-1] if len(history) else 0:.4f}.</p>",
+        f"<p>{html.escape(pricing_sentence(study.user_attrs.get('latency_pricing')))}</p>",
         "<h2>Accuracy vs predicted latency</h2>", _img(paths["pareto.png"]),
         "<h2>Hypervolume history</h2>", _img(paths["hypervolume.png"]),
         "<h2>Pareto front</h2>", front.to_html(index=False, float_format=lambda v: f"{v:.4f}"),

@@ -73,6 +73,12 @@ def _log_line(message: str) -> None:
     sys.stdout.flush()
 
 
+def one_line(message: str, limit: int = 500) -> str:
+    """A failure's reason as one line (errors such as CUDA's span several): it is a cell of
+    the report's table and one line of the run's log."""
+    return " ".join(str(message).split())[:limit]
+
+
 def _primitive_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     """Metrics that can be stored as Optuna user attributes (JSON primitives)."""
     out = {}
@@ -227,10 +233,11 @@ class Controller:
                 tell(self.study, trial, state=TrialState.FAIL)
                 raise
             except Exception as exc:  # one failed evaluation must not end the search...
+                reason = one_line(f"{type(exc).__name__}: {exc}")
                 trial.set_user_attr("status", "error")
-                trial.set_user_attr("reason", f"{type(exc).__name__}: {exc}"[:500])
+                trial.set_user_attr("reason", reason)
                 tell(self.study, trial, state=TrialState.FAIL)
-                self.log(f"trial {trial.number}: evaluation failed: {type(exc).__name__}: {exc}")
+                self.log(f"trial {trial.number}: evaluation failed: {reason}")
                 summary.failed += 1
                 self.consecutive_errors += 1
                 if self.consecutive_errors >= MAX_CONSECUTIVE_ERRORS:  # ...but a systematic one must
@@ -240,7 +247,7 @@ class Controller:
         score = metrics.get(self.evaluator.objective)
         status = metrics.get("status", "ok")
         ok = status == "ok" and isinstance(score, (int, float)) and math.isfinite(score)
-        reason = None if ok else metrics.get("reason") or f"no finite {self.evaluator.objective}"
+        reason = None if ok else one_line(metrics.get("reason") or f"no finite {self.evaluator.objective}")
         try:
             with write_batch(self.storage):  # the results and the trial's end in one transaction
                 trial.set_user_attr("metrics", {**_primitive_metrics(metrics), "eval_s": eval_s})

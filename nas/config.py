@@ -2,12 +2,15 @@
 
 Everything is checked before any work starts: an unknown key is an error naming it (and the
 closest valid key, for typos), a wrong type or an impossible value is an error naming the
-key's full path (``objective.max_latency_ms``). YAML is read with ``safe_load`` only.
+key's full path (``objective.max_latency_ms``). Every number has a finite range, declared
+with its field (:func:`bounded`): NaN, infinity and booleans are never numbers here. YAML is
+read with ``safe_load`` only.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,11 +19,43 @@ from typing import Any, Literal
 
 import yaml
 
+from nas.names import UnsafeNameError, check_name
 from nas.space import closest
 
 
 class ConfigError(ValueError):
     """An invalid experiment config; the message names the key and the bad value."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of a numeric field; ``low_open`` excludes ``low`` itself."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+
+    def contains(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        def number(x: float) -> str:
+            return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+        return f"{'(' if self.low_open else '['}{number(self.low)}, {number(self.high)}{')' if self.high_open else ']'}"
+
+
+def bounded(default: Any, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> Any:
+    """A dataclass field whose value (when not None) must lie in the range; checked by
+    :func:`parse_section` for every config, whatever its source. ``dataclasses.MISSING``
+    as the default makes the key required."""
+    return field(default=default, metadata={"range": Range(low, high, low_open, high_open)})
+
+
+DAY_S = 86_400.0
 
 
 # --------------------------------------------------------------------------------------
@@ -37,11 +72,7 @@ class SpaceConfig:
 class DatasetConfig:
     name: str = "fashion-mnist"
     path: str | None = None
-    val_fraction: float = 0.1
-
-    def validate(self, where: str) -> None:
-        if not 0 < self.val_fraction < 1:
-            raise ConfigError(f"{where}.val_fraction must be in (0, 1), got {self.val_fraction!r}")
+    val_fraction: float = bounded(0.1, 0.0, 1.0, low_open=True, high_open=True)
 
 
 @dataclass(frozen=True)
@@ -54,47 +85,36 @@ class EvaluatorConfig:
 
 @dataclass(frozen=True)
 class LatencyConfig:
-    table: str
-    missing: Literal["error", "nearest", "interpolate"] = "error"
+    table: str  # a table path or a shipped table's name (nas latency tables)
+    missing: Literal["error", "nearest", "interpolate", "estimate"] = "error"
+    input: str | None = None  # deployment shape HxWxC the networks are priced at (default: the training input)
 
 
 @dataclass(frozen=True)
 class NetAdaptConfig:
     start: str  # a reference network or spec file, a member of the space
-    budget_ms: float
-    initial_reduction: float = 0.1  # first iteration's latency reduction, as a fraction of the start latency
-    decay: float = 0.9
-    max_iterations: int = 20
-
-    def validate(self, where: str) -> None:
-        if self.budget_ms <= 0:
-            raise ConfigError(f"{where}.budget_ms must be > 0, got {self.budget_ms!r}")
-        if not 0 < self.initial_reduction < 1:
-            raise ConfigError(f"{where}.initial_reduction must be in (0, 1), got {self.initial_reduction!r}")
-        if not 0 < self.decay <= 1:
-            raise ConfigError(f"{where}.decay must be in (0, 1], got {self.decay!r}")
-        if self.max_iterations < 1:
-            raise ConfigError(f"{where}.max_iterations must be >= 1, got {self.max_iterations!r}")
+    budget_ms: float = bounded(dataclasses.MISSING, 0.0, 1e6, low_open=True)
+    # first iteration's latency reduction, as a fraction of the start latency
+    initial_reduction: float = bounded(0.1, 0.0, 1.0, low_open=True, high_open=True)
+    decay: float = bounded(0.9, 0.0, 1.0, low_open=True)  # each iteration's reduction is the last one's times this
+    max_iterations: int = bounded(20, 1, 1000)
 
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
     kind: Literal["pareto", "mnas", "netadapt"] = "pareto"
-    max_latency_ms: float | None = None  # pareto: hard constraint (infeasible nets are never trained)
-    target_ms: float | None = None  # mnas: T
+    # pareto: hard constraint (infeasible nets are never trained)
+    max_latency_ms: float | None = bounded(None, 0.0, 1e6, low_open=True)
+    target_ms: float | None = bounded(None, 0.0, 1e6, low_open=True)  # mnas: T
     mode: Literal["soft", "hard"] = "soft"  # mnas: soft alpha = beta = -0.07; hard alpha = 0, beta = -1
-    alpha: float | None = None  # mnas: exponent when LAT <= T (overrides mode)
-    beta: float | None = None  # mnas: exponent when LAT > T (overrides mode)
+    alpha: float | None = bounded(None, -10.0, 10.0)  # mnas: exponent when LAT <= T (overrides mode)
+    beta: float | None = bounded(None, -10.0, 10.0)  # mnas: exponent when LAT > T (overrides mode)
     extra: list[Literal["macs", "params"]] = field(default_factory=list)  # pareto: extra objectives
-    max_macs: int | None = None
-    max_params: int | None = None
+    max_macs: int | None = bounded(None, 1, 10**15)
+    max_params: int | None = bounded(None, 1, 10**12)
     netadapt: NetAdaptConfig | None = None
 
     def validate(self, where: str) -> None:
-        for name in ("max_latency_ms", "target_ms", "max_macs", "max_params"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ConfigError(f"{where}.{name} must be > 0, got {value!r}")
         if self.kind == "mnas" and self.target_ms is None:
             raise ConfigError(f"{where}.target_ms is required for the mnas objective (the latency target T in ms)")
         if self.kind == "netadapt" and self.netadapt is None:
@@ -120,19 +140,11 @@ DEFAULT_CANDIDATES = 4
 @dataclass(frozen=True)
 class SamplerConfig:
     kind: Literal["auto", "nsga2", "nsga3", "tpe", "random"] = "auto"  # auto: nsga2 for pareto, tpe otherwise
-    population_size: int = 16
-    n_startup_trials: int = 10
+    population_size: int = bounded(16, 2, 10_000)
+    n_startup_trials: int = bounded(10, 0, 100_000)
     # NSGA-II only: children proposed per trial, of which a surrogate of the score keeps the most
     # promising (nas/search/preselect.py); 1 is plain NSGA-II. None: DEFAULT_CANDIDATES.
-    candidates: int | None = None
-
-    def validate(self, where: str) -> None:
-        if self.candidates is not None and self.candidates < 1:
-            raise ConfigError(f"{where}.candidates must be >= 1, got {self.candidates!r}")
-        if self.population_size < 2:
-            raise ConfigError(f"{where}.population_size must be >= 2, got {self.population_size!r}")
-        if self.n_startup_trials < 0:
-            raise ConfigError(f"{where}.n_startup_trials must be >= 0, got {self.n_startup_trials!r}")
+    candidates: int | None = bounded(None, 1, 64)
 
 
 @dataclass(frozen=True)
@@ -144,9 +156,9 @@ class ExperimentConfig:
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
-    trials: int | None = None
-    timeout_s: float | None = None
-    seed: int = 0
+    trials: int | None = bounded(None, 1, 1_000_000)
+    timeout_s: float | None = bounded(None, 0.0, 365 * DAY_S, low_open=True)
+    seed: int = bounded(0, 0, 2**31 - 1)  # NumPy and PyTorch take seeds below 2**32; workers add 1000 each
     storage: str | None = None  # default: SQLite in the output folder
     study: str | None = None  # default: the experiment name
     output: str | None = None  # default: runs/<name>
@@ -154,23 +166,23 @@ class ExperimentConfig:
     description: str = ""
     # RDB storages (SQLite, PostgreSQL): a running trial records a heartbeat this often; one
     # silent for grace_period_s is failed and re-queued (its worker died).
-    heartbeat_interval_s: int = 5
-    grace_period_s: int = 20
+    heartbeat_interval_s: int = bounded(5, 1, 3600)
+    grace_period_s: int = bounded(20, 2, 24 * 3600)
 
     def validate(self, where: str) -> None:
-        if not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
-            raise ConfigError(f"name must be a non-empty string of letters, digits, '-', '_' or '.', got {self.name!r}")
+        # Both become paths (runs/<name>, study names in file names of reports and exports).
+        for key in ("name", "study"):
+            value = getattr(self, key)
+            if value is not None:
+                try:
+                    check_name(value, key)
+                except UnsafeNameError as exc:
+                    raise ConfigError(str(exc)) from None
         if self.trials is None and self.timeout_s is None and self.objective.kind != "netadapt":
             raise ConfigError("give trials and/or timeout_s: a search needs a stopping rule")
-        if self.trials is not None and self.trials < 1:
-            raise ConfigError(f"trials must be >= 1, got {self.trials!r}")
-        if self.timeout_s is not None and self.timeout_s <= 0:
-            raise ConfigError(f"timeout_s must be > 0, got {self.timeout_s!r}")
         if self.sampler.candidates is not None and self.sampler_kind() != "nsga2":
             raise ConfigError(f"sampler.candidates applies to the nsga2 sampler only, "
                               f"got sampler {self.sampler_kind()!r}")
-        if self.heartbeat_interval_s < 1:
-            raise ConfigError(f"heartbeat_interval_s must be >= 1, got {self.heartbeat_interval_s!r}")
         if self.grace_period_s <= self.heartbeat_interval_s:
             raise ConfigError(f"grace_period_s must exceed heartbeat_interval_s ({self.heartbeat_interval_s}), "
                               f"got {self.grace_period_s!r}")
@@ -220,6 +232,14 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         options = typing.get_args(tp)
         if value is None and type(None) in options:
             return None
+        real = [option for option in options if option is not type(None)]
+        if len(real) == 1:  # an optional value: the option's own message says what was expected
+            try:
+                return _convert(value, real[0], where)
+            except ConfigError as exc:
+                if str(exc).startswith(f"{where} must be {_type_name(real[0])}, got"):
+                    raise ConfigError(f"{where} must be {_type_name(tp)}, got {value!r}") from None
+                raise
         for option in options:
             if option is type(None):
                 continue
@@ -256,6 +276,8 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -282,6 +304,9 @@ def parse_section(cls: type, data: Any, where: str) -> Any:
     for name, f in fields.items():
         if name in data:
             kwargs[name] = _convert(data[name], hints[name], f"{prefix}{name}")
+            allowed = f.metadata.get("range")
+            if allowed is not None and kwargs[name] is not None and not allowed.contains(kwargs[name]):
+                raise ConfigError(f"{prefix}{name} must be in {allowed}, got {data[name]!r}")
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"missing required key {prefix}{name} ({_type_name(hints[name])})")
     obj = cls(**kwargs)

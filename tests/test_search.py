@@ -77,9 +77,12 @@ def test_pareto_search_records_everything_and_reports(tmp_path):
 def test_latency_constraint_means_infeasible_nets_are_never_trained(tmp_path):
     config = make_config(tmp_path, objective={"kind": "pareto", "max_latency_ms": 0.4}, trials=12)
     summary, evaluator, study = run(config)
-    infeasible = [t for t in study.get_trials() if not t.user_attrs["feasible"]]
+    completed = study.get_trials(states=(TrialState.COMPLETE,))
+    infeasible = [t for t in completed if not t.user_attrs["feasible"]]
     assert infeasible, "the limit should exclude some sampled networks"
     assert summary.infeasible == len(infeasible)
+    # a repeated infeasible architecture is answered from the record, not counted again
+    assert len({t.user_attrs["arch_id"] for t in completed}) == len(completed) == 12
     trained = {t.user_attrs["arch_id"] for t in study.get_trials() if t.user_attrs["feasible"]}
     assert set(evaluator.calls) == trained
     for t in infeasible:
@@ -103,9 +106,15 @@ def test_repeated_architecture_is_answered_from_the_study(tmp_path):
     _, evaluator, study = run(config)
     study.enqueue_trial(study.trials[0].params)
     _, evaluator2, study = run(make_config(tmp_path, trials=4, baselines=["mobilenet_v1_1.0"]))
-    last = study.trials[-1]
-    assert last.user_attrs["duplicate_of"] == 0 and last.values == study.trials[0].values
-    assert evaluator2.calls == []  # nothing new was evaluated
+    repeats = [t for t in study.trials if "duplicate_of" in t.user_attrs]
+    assert len(repeats) == 1  # the hand-queued copy
+    repeat = repeats[0]
+    assert repeat.user_attrs["duplicate_of"] == 0 and repeat.state == TrialState.PRUNED
+    assert repeat.user_attrs["score"] == study.trials[0].user_attrs["score"]  # answered from the record
+    # the repeat cost no budget: the fourth completed trial is a new architecture, the only one evaluated
+    completed = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(completed) == 4 and len({t.user_attrs["arch_id"] for t in completed}) == 4
+    assert evaluator2.calls == [completed[-1].user_attrs["arch_id"]]
     assert study.trials[0].user_attrs["baseline"] == "mobilenet_v1_1.0"
 
 
@@ -152,7 +161,7 @@ def test_netadapt_shrinks_toward_the_budget(tmp_path):
 
 def test_study_for_other_objectives_is_refused(tmp_path):
     run(make_config(tmp_path, trials=2))
-    with pytest.raises(ValueError, match="other objectives"):
+    with pytest.raises(ValueError, match=r"made with another setup(.|\n)*objective.directions"):
         run(make_config(tmp_path, trials=2, objective={"kind": "mnas", "target_ms": 1.0}))
 
 

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from nas.cli import UserError
 from nas.config import ConfigError, load_config, override
 from nas.report import ReportError, format_pareto, open_run, pareto_frame, score_name, trials_frame, write_report
 from nas.search.study import StorageError
+
+MAX_WORKERS = 1000  # worker k's sampler seed is the config's plus 1000 k
+
+
+def worker_index(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, {MAX_WORKERS - 1}], got {text!r}") from None
+    if not 0 <= value < MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, {MAX_WORKERS - 1}], got {text!r}")
+    return value
 
 
 def register(subparsers) -> None:
@@ -19,7 +32,11 @@ def register(subparsers) -> None:
     p.add_argument("--storage", help="Optuna storage URL (default: SQLite in the run folder)")
     p.add_argument("--study", help="study name (default: the experiment name)")
     p.add_argument("--seed", type=int)
-    p.add_argument("--worker", type=int, help="worker index when several processes share a study (offsets the seed)")
+    p.add_argument("--worker", type=worker_index,
+                   help=f"worker index 0-{MAX_WORKERS - 1} when several processes share a study (offsets the seed)")
+    p.add_argument("--force-new", action="store_true",
+                   help="if the stored study was made with another setup (evaluator, data, space, latency table, "
+                        "objective), start a new study beside it instead of refusing; nothing is deleted")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_search)
 
@@ -43,7 +60,8 @@ def cmd_search(args) -> int:
     try:
         config = override(load_config(args.config), output=args.output, trials=args.n_trials,
                           timeout_s=args.timeout, storage=args.storage, study=args.study, seed=args.seed)
-        summary = run_experiment(config, progress=not args.no_progress, worker=args.worker)
+        summary = run_experiment(config, progress=not args.no_progress, worker=args.worker,
+                                 force_new=args.force_new)
     except (ConfigError, ExperimentError, StorageError, ReportError) as exc:
         raise UserError(str(exc)) from None
     folder = config.output_dir()

@@ -4,7 +4,9 @@ earlier trials, and every trial's spec and measurements recorded as user attribu
 
 Stopping and resuming: Ctrl-C marks the running trial as failed and interrupted; the next
 run of the same command re-queues its architecture first, so no completed trial is lost or
-repeated. The trial budget counts completed trials of the whole study (all workers).
+repeated. The trial budget counts completed trials of the whole study (all workers), and
+completed trials are distinct architectures: a proposal already in the study is answered from
+the record as a pruned trial (``duplicate_of``), costs no budget, and the sampler is asked again.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
+from nas.latency.deployment import price
 from nas.ops import OpInstance, count_macs, count_params, resolve
 from nas.search.objectives import Measured, Objective
 from nas.search.study import Heartbeat, completed_trials, tell, write_batch
@@ -29,6 +32,9 @@ from nas.spec import ArchSpec
 # Evaluations that raise (not a diverged training, which is a result) are recorded as failed
 # trials; this many in a row means something systematic (data gone, disk full) and ends the run.
 MAX_CONSECUTIVE_ERRORS = 3
+# A sampler that keeps proposing architectures the study already holds has converged or
+# exhausted what it can reach; after this many in a row the run stops instead of spinning.
+MAX_CONSECUTIVE_DUPLICATES = 200
 
 
 class LatencyModel(Protocol):
@@ -64,7 +70,7 @@ class RunSummary:
 def measure(spec: ArchSpec, latency_model: LatencyModel) -> Measured:
     """What a network costs, known before it is trained: predicted latency, MACs, parameters."""
     ops = resolve(spec)
-    return Measured(latency_ms=float(latency_model.predict(ops)), macs=count_macs(ops), params=count_params(ops))
+    return Measured(latency_ms=price(latency_model, spec), macs=count_macs(ops), params=count_params(ops))
 
 
 def _log_line(message: str) -> None:
@@ -106,6 +112,7 @@ class Controller:
         self.log = log or _log_line
         self.choices = space.parameters()
         self.consecutive_errors = 0
+        self.consecutive_duplicates = 0
         self.heartbeat = Heartbeat(storage)
 
     # ---- measuring
@@ -172,7 +179,15 @@ class Controller:
                 budget_left = self.trials is None or states.count(TrialState.COMPLETE) < self.trials
                 if not budget_left and TrialState.WAITING not in states and not self.wait_for_dead_workers():
                     break
+                duplicates_before = summary.duplicates
                 self.step(summary, known=trials)
+                self.consecutive_duplicates = (self.consecutive_duplicates + 1
+                                               if summary.duplicates > duplicates_before else 0)
+                if self.consecutive_duplicates >= MAX_CONSECUTIVE_DUPLICATES:
+                    summary.notes.append(f"stopped: the sampler proposed {MAX_CONSECUTIVE_DUPLICATES} architectures "
+                                         f"in a row that the study already holds (it has converged, or the space "
+                                         f"has few members left to try)")
+                    break
                 if self.progress:
                     bar.n = min(self.completed_count(), self.trials or 10**9)
                     bar.set_postfix_str(self.status_line(), refresh=False)
@@ -202,23 +217,23 @@ class Controller:
                 trial.set_constraint(key, value)  # constrained samplers rank infeasible trials by these
             # Baselines are trained even when infeasible: they are the reference the plots compare to.
             runs = self.objective.feasible(m) or "baseline" in trial.user_attrs
-            earlier = self.find_earlier(spec.arch_id, trial.number, known) if runs else None
-            if not runs:  # told inside the batch: the trial's rows and its end in one transaction
+            earlier = self.find_earlier(spec.arch_id, trial.number, known, evaluated=runs)
+            if not runs and earlier is None:  # told inside the batch: the trial's rows and its end in one transaction
                 tell(self.study, trial, self.objective.unevaluated_values(m))
                 summary.infeasible += 1
                 return trial.number
-        if earlier is not None and earlier.state == TrialState.RUNNING:
-            with write_batch(self.storage):
-                trial.set_user_attr("duplicate_running_of", earlier.number)
-                tell(self.study, trial, state=TrialState.PRUNED)  # another worker is evaluating it
-            summary.duplicates += 1
-            return trial.number
         if earlier is not None:
+            # Pruned, not completed: the budget counts distinct architectures, and the sampler,
+            # which learns from completed trials, already has the earlier one.
             with write_batch(self.storage):
-                trial.set_user_attr("duplicate_of", earlier.number)
-                for key in ("score", "metrics"):
-                    trial.set_user_attr(key, earlier.user_attrs.get(key))
-                tell(self.study, trial, list(earlier.values))
+                if earlier.state == TrialState.RUNNING:  # another worker is evaluating it
+                    trial.set_user_attr("duplicate_running_of", earlier.number)
+                else:
+                    trial.set_user_attr("duplicate_of", earlier.number)
+                    for key in ("score", "metrics"):
+                        if key in earlier.user_attrs:
+                            trial.set_user_attr(key, earlier.user_attrs[key])
+                tell(self.study, trial, state=TrialState.PRUNED)
             summary.duplicates += 1
             return trial.number
         self.evaluate_and_tell(trial, spec, m, summary)
@@ -284,16 +299,18 @@ class Controller:
             summary.evaluation_s += seconds
         return metrics, seconds
 
-    def find_earlier(self, arch_id: str, number: int, known: list[FrozenTrial] | None = None) -> FrozenTrial | None:
-        """A completed, evaluated trial of the same architecture, else one still running in
-        another worker, else None; among ``known`` trials when given, else the study's now.
-        A running one found among ``known`` is read again: it may have ended (or been failed
-        as a dead worker's, and this trial be its retry) since they were read."""
+    def find_earlier(self, arch_id: str, number: int, known: list[FrozenTrial] | None = None,
+                     evaluated: bool = True) -> FrozenTrial | None:
+        """A completed trial of the same architecture (with a score when ``evaluated``: an
+        infeasible record does not answer for a network that must be trained), else one still
+        running in another worker, else None; among ``known`` trials when given, else the
+        study's now. A running one found among ``known`` is read again: it may have ended (or
+        been failed as a dead worker's, and this trial be its retry) since they were read."""
         running = None
         for t in self.study.get_trials(deepcopy=False) if known is None else known:
             if t.number == number or t.user_attrs.get("arch_id") != arch_id:
                 continue
-            if t.state == TrialState.COMPLETE and "score" in t.user_attrs:
+            if t.state == TrialState.COMPLETE and ("score" in t.user_attrs or not evaluated):
                 return t
             if t.state == TrialState.RUNNING and t.number < number:
                 running = t

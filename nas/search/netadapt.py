@@ -19,7 +19,7 @@ from typing import Any
 
 from nas.archs import load_arch
 from nas.config import NetAdaptConfig
-from nas.ops import resolve
+from nas.latency.deployment import price
 from nas.search.controller import Controller, RunSummary
 from nas.space import SearchSpace
 from nas.spec import SpecError
@@ -70,7 +70,7 @@ def run_netadapt(controller: Controller, config: NetAdaptConfig) -> RunSummary:
         raise SpecError(f"netadapt.start {config.start!r} is not a member of space {space.name!r}")
 
     def latency(p: Params) -> float:
-        return float(controller.latency_model.predict(resolve(space.decode(p))))
+        return price(controller.latency_model, space.decode(p))
 
     summary = RunSummary()
     params = space.encode(start)

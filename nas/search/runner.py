@@ -7,17 +7,20 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import yaml
 
 from nas.archs import load_arch
 from nas.config import DEFAULT_CANDIDATES, ExperimentConfig
 from nas.folders import unwritable_reason
-from nas.ops import resolve
+from nas.latency.deployment import price, pricing_summary
+from nas.latency.registry import resolve_table
 from nas.search.controller import Controller, RunSummary
+from nas.search.identity import STUDY_ATTR, describe_differences, stored_differences, study_identity
 from nas.search.objectives import Objective
 from nas.search.preselect import Describe, PreselectingNSGAIISampler, architecture_describer
-from nas.search.study import make_storage, redact
+from nas.search.study import make_storage, redact, study_setup_lock
 from nas.space import SearchSpace, get_space, space_class
 from nas.spec import SpecError
 
@@ -60,29 +63,83 @@ def build_space(config: ExperimentConfig, input_shape, classes: int) -> SearchSp
 
 
 def open_study(config: ExperimentConfig, objective: Objective, seed: int, storage_url: str | None = None,
-               describe: Describe | None = None):
-    """Create the study or load it to resume; refuses a stored study made for other objectives.
-    Returns the study and the storage object it was opened with."""
+               describe: Describe | None = None, identity: dict[str, Any] | None = None,
+               force_new: bool = False) -> tuple[optuna.Study, optuna.storages.BaseStorage]:
+    """Create the study or load it to resume, under a lock so that simultaneous workers join
+    one study. A stored study made with another setup (``identity``, see
+    nas/search/identity.py) is refused with the keys that differ, unless a sibling study made
+    by ``force_new`` (``NAME-2``, ``NAME-3``, ...) matches and is resumed; with ``force_new``
+    a new sibling is created and nothing is deleted. Returns the study and its storage."""
     url = storage_url or config.storage_url()
-    storage = make_storage(url, config.heartbeat_interval_s, config.grace_period_s)
-    sampler = make_sampler(config, objective, seed, describe)
-    study = optuna.create_study(storage=storage, study_name=config.study_name, sampler=sampler,
-                                directions=objective.directions, load_if_exists=True)
-    wanted = [optuna.study.StudyDirection.MAXIMIZE if d == "maximize" else optuna.study.StudyDirection.MINIMIZE
-              for d in objective.directions]
-    if list(study.directions) != wanted:
-        raise ExperimentError(f"study {config.study_name!r} in {redact(url)} was created for other objectives "
-                              f"({[d.name.lower() for d in study.directions]}); use another --study name")
-    stored = study.user_attrs.get("config")
-    other_space = stored and stored["space"] != dataclasses.asdict(config.space)
-    if other_space or (stored and stored["objective"]["kind"] != config.objective.kind):
-        raise ExperimentError(f"study {config.study_name!r} in {redact(url)} belongs to another experiment "
-                              f"(space {stored['space']['name']!r}, objective {stored['objective']['kind']!r}); "
-                              f"use another --study name")
-    if not stored:
-        study.set_metric_names(objective.names)
-        study.set_user_attr("config", public_config(config))
+    with study_setup_lock(url):
+        storage = make_storage(url, config.heartbeat_interval_s, config.grace_period_s)
+        existing = set(optuna.get_all_study_names(storage))
+        siblings = [config.study_name] + sorted((n for n in existing if _is_sibling(n, config.study_name)),
+                                                key=_sibling_number)
+        mismatch = None
+        for name in siblings:
+            if name not in existing:
+                break  # not created yet: this run creates it
+            found = _mismatch(optuna.load_study(study_name=name, storage=storage), objective, identity)
+            if found is None:
+                break
+            mismatch = mismatch or (name, found)
+        else:
+            if not force_new:
+                name, diffs = mismatch
+                raise ExperimentError(
+                    f"study {name!r} in {redact(url)} was made with another setup; its scores cannot be compared "
+                    f"with this run's:\n{describe_differences(diffs)}\n"
+                    f"run again with --force-new to start a new study beside it (nothing is deleted), or give "
+                    f"another --study name or --output folder")
+            name = _next_sibling(config.study_name, existing)
+        study = optuna.create_study(storage=storage, study_name=name, sampler=make_sampler(config, objective, seed),
+                                    directions=objective.directions, load_if_exists=True)
+        if study.user_attrs.get("config") is None:
+            study.set_metric_names(objective.names)
+            study.set_user_attr("config", public_config(dataclasses.replace(config, study=name)))
+        if identity is not None and study.user_attrs.get(STUDY_ATTR) is None:
+            study.set_user_attr(STUDY_ATTR, identity)
+        known = len(study.get_trials(deepcopy=False))
+    # A resumed study continues the search: a sampler seeded as at the start would replay its
+    # first proposals, which the study already holds.
+    study.sampler = make_sampler(config, objective, resume_seed(seed, known), describe)
     return study, storage
+
+
+def resume_seed(seed: int, trials_so_far: int) -> int:
+    """The sampler's seed: the configured one for a new study, and one derived from it and the
+    number of trials already in the study when resuming (the same on every rerun)."""
+    if trials_so_far == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, trials_so_far]).generate_state(1)[0]) % 2**31
+
+
+def _is_sibling(name: str, base: str) -> bool:
+    suffix = name[len(base) + 1:]
+    return name.startswith(base + "-") and suffix.isdigit() and int(suffix) >= 2
+
+
+def _sibling_number(name: str) -> int:
+    return int(name.rsplit("-", 1)[1])
+
+
+def _next_sibling(base: str, existing: set[str]) -> str:
+    number = 2
+    while f"{base}-{number}" in existing:
+        number += 1
+    return f"{base}-{number}"
+
+
+def _mismatch(study: optuna.Study, objective: Objective,
+              identity: dict[str, Any] | None) -> list[tuple[str, Any, Any]] | None:
+    """The differences between a stored study's setup and this run's; None when it fits."""
+    stored_directions = [d.name.lower() for d in study.directions]
+    if stored_directions != list(objective.directions):
+        return [("objective.directions", stored_directions, list(objective.directions))]
+    if identity is None:
+        return None
+    return stored_differences(study.user_attrs, identity) or None
 
 
 def public_config(config: ExperimentConfig) -> dict[str, Any]:
@@ -111,6 +168,7 @@ def evaluate_baselines(config: ExperimentConfig, space: SearchSpace, controller:
         if space.contains(spec):
             if name not in known:
                 study.enqueue_trial(space.encode(spec), user_attrs={"baseline": name})
+                known.add(name)  # a baseline listed twice is queued once
                 lines.append(f"baseline {name}: queued as a trial (a member of the space)")
             continue
         if name in records:
@@ -126,18 +184,17 @@ def evaluate_baselines(config: ExperimentConfig, space: SearchSpace, controller:
 
 
 def load_latency_model(config: ExperimentConfig, space: SearchSpace):
-    from nas.latency import load_latency_model as load
+    from nas.latency.deployment import load_pricing  # at latency.input when given, else the training input
 
-    model = load(config.latency.table, missing=config.latency.missing)
-    model.check_input(space.input_shape)
-    return model
+    return load_pricing(config.latency.table, config.latency.missing, config.latency.input, space,
+                        config.space.options)
 
 
 def check_table_covers_space(model, space: SearchSpace, sample: int = 64) -> None:
     """Price a few random members before anything is trained: a table that cannot price the
     space fails now, with the latency module's message (missing keys and the command)."""
     for seed in range(sample):
-        model.predict(resolve(space.sample(seed)))
+        price(model, space.sample(seed))
 
 
 def ensure_writable(folder: Path) -> None:
@@ -150,15 +207,22 @@ def ensure_writable(folder: Path) -> None:
 def preflight(config: ExperimentConfig, check_table: bool) -> None:
     """Cheap checks of everything the config names, before data is loaded or a study opened."""
     space_class(config.space.name)
-    if check_table and not Path(config.latency.table).is_file():
+    try:
+        table = resolve_table(config.latency.table)  # a path or a shipped table's name
+    except ValueError as exc:
+        raise ExperimentError(f"latency.table: {exc}") from None
+    if check_table and not table.is_file():
         raise ExperimentError(f"latency.table {config.latency.table!r} does not exist; measure one with "
                               f"`nas latency profile --space {config.space.name} ...` or pick one in latency_tables/")
     ensure_writable(config.output_dir())
 
 
 def run_experiment(config: ExperimentConfig, *, progress: bool = True, storage_url: str | None = None,
-                   evaluator=None, latency_model=None, worker: int | None = None, log=None) -> RunSummary:
-    """Run (or resume) the experiment and write its report; returns the run's summary."""
+                   evaluator=None, latency_model=None, worker: int | None = None, log=None,
+                   force_new: bool = False) -> RunSummary:
+    """Run (or resume) the experiment and write its report; returns the run's summary.
+    ``force_new``: when the stored study was made with another setup, start a new study
+    beside it instead of refusing (see :func:`open_study`)."""
     from nas.search.netadapt import run_netadapt
 
     preflight(config, check_table=latency_model is None)
@@ -172,13 +236,19 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True, storage_u
     check_table_covers_space(latency_model, space)
     objective = Objective(config.objective, score_name=evaluator.objective)
     seed = config.seed if worker is None else config.seed + 1000 * worker
+    identity = study_identity(config, space, evaluator, latency_model)
     study, storage = open_study(config, objective, seed, storage_url,
-                                describe=architecture_describer(space, latency_model, objective))
-    output = config.output_dir()
-    write_config_copy(config, output)
+                                describe=architecture_describer(space, latency_model, objective),
+                                identity=identity, force_new=force_new)
     controller = Controller(study=study, space=space, evaluator=evaluator, latency_model=latency_model,
                             objective=objective, trials=config.trials, timeout_s=config.timeout_s,
                             progress=progress, log=log, storage=storage)
+    if study.study_name != config.study_name:
+        controller.log(f"study {config.study_name!r} was made with another setup: this run uses study "
+                       f"{study.study_name!r}, made with this one (the run folder's config.yaml names it)")
+        config = dataclasses.replace(config, study=study.study_name)
+    output = config.output_dir()
+    write_config_copy(config, output)
     for line in evaluate_baselines(config, space, controller):
         controller.log(line)
     if config.objective.kind == "netadapt":
@@ -187,6 +257,7 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True, storage_u
         summary = controller.run()
     from nas.report import write_report
 
+    study.set_user_attr("latency_pricing", pricing_summary(latency_model, config.latency.table, config.latency.input))
     write_report(study, output)
     summary.study = study
     return summary

@@ -8,6 +8,7 @@ on many machines), ``journal:PATH`` (Optuna's journal file, for a shared file sy
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import re
 import sqlite3
 import threading
@@ -82,6 +83,53 @@ def make_storage(url: str, heartbeat_interval_s: int = 5, grace_period_s: int = 
         sqlalchemy.event.listen(storage.engine, "connect", _relaxed_sync)
         storage.engine.dispose()  # reconnect so that every connection gets the pragma
     return storage
+
+
+@contextlib.contextmanager
+def study_setup_lock(url: str) -> Iterator[None]:
+    """Held while a worker opens the storage and creates or loads its study, so that workers
+    started at the same moment join one study instead of racing: on a fresh PostgreSQL
+    database, simultaneous table creation fails with a unique violation in all but one worker.
+    PostgreSQL: a session-level advisory lock; SQLite and journal files: an exclusive ``flock``
+    on the file itself (independent of SQLite's own locks); in memory: nothing to share."""
+    if url.startswith("postgresql"):
+        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
+                                          poolclass=sqlalchemy.pool.NullPool)
+        try:
+            connection = engine.connect()
+        except Exception as exc:
+            message = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            raise StorageError(f"cannot open storage {redact(url)!r}: {message}") from None
+        with connection:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": _SETUP_LOCK_KEY})
+            try:
+                yield
+            finally:
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": _SETUP_LOCK_KEY})
+        engine.dispose()
+        return
+    path = None
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        path = Path(url[len("sqlite:///"):])
+    elif url.startswith("journal:"):
+        path = Path(url[len("journal:"):])
+    if path is None:
+        yield
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "ab")  # an empty file is a valid empty SQLite database and journal
+    except OSError as exc:
+        raise StorageError(f"cannot open storage file {str(path)!r}: {exc.strerror or exc}") from None
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+_SETUP_LOCK_KEY = 0x65646765  # "edge": any fixed 64-bit number that other software is unlikely to use
 
 
 def write_batch(storage: optuna.storages.BaseStorage | None):

@@ -209,8 +209,6 @@ def test_journal_worker_killed_during_a_trial_loses_and_repeats_nothing(tmp_path
     check_final_study(load(config), log, killed_arch=stopped["arch_id"])
 
 
-@pytest.mark.xfail(strict=True, reason="known gap (issue 20): the budget counts completed trials only, so the "
-                   "resumed worker fills it and the dead trial's retry, queued later, completes one trial more")
 def test_resumed_at_once_still_ends_with_exactly_the_requested_trials(tmp_path):
     """Resumed while the killed trial still looks alive (its grace period has not passed):
     the resumed worker must not fill the budget with new trials and then add the dead

@@ -138,22 +138,20 @@ class Controller:
     def heartbeat_interval_s(self) -> float:
         return self.storage.get_heartbeat_interval() if self.heartbeat.enabled else 0.0
 
-    def wait_for_dead_workers(self) -> bool:
-        """With the budget reached, other trials may still be running. Wait up to one grace
-        period for any of them to turn stale (a dead worker's) and be re-queued; True when a
-        re-queued trial is waiting to be run here."""
-        interval = self.heartbeat_interval_s()
-        if not interval:
-            return False
-        deadline = time.monotonic() + (self.storage.grace_period or 2 * interval) + 2 * interval
-        while time.monotonic() < deadline:
-            if not self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                return False
-            time.sleep(interval)
-            optuna.storages.fail_stale_trials(self.study)
-            if self.waiting_count():
-                return True
-        return False
+    def next_action(self, states: list[TrialState]) -> str:
+        """``run`` a trial, ``wait`` for others in flight, or ``stop``. Queued trials
+        (baselines, retries) always run. Trials running in other workers count toward the
+        budget while they run, so that the study ends with exactly the budget: a dead worker's
+        trial is failed after its grace period and its retry queued, and a failed one leaves
+        room for another. Only storages with heartbeats can tell a dead worker's trial from a
+        live one; on the others, running trials are not counted."""
+        if TrialState.WAITING in states or self.trials is None:
+            return "run"
+        complete = states.count(TrialState.COMPLETE)
+        running = states.count(TrialState.RUNNING) if self.heartbeat.enabled else 0
+        if complete + running < self.trials:
+            return "run"
+        return "wait" if complete < self.trials else "stop"
 
     def run(self) -> RunSummary:
         if self.trials is None and self.timeout_s is None:
@@ -175,10 +173,12 @@ class Controller:
                     summary.notes.append(f"stopped by the {self.timeout_s:g} s timeout")
                     break
                 trials = self.study.get_trials(deepcopy=False)  # one read per trial, shared with step
-                states = [t.state for t in trials]
-                budget_left = self.trials is None or states.count(TrialState.COMPLETE) < self.trials
-                if not budget_left and TrialState.WAITING not in states and not self.wait_for_dead_workers():
+                action = self.next_action([t.state for t in trials])
+                if action == "stop":
                     break
+                if action == "wait":
+                    time.sleep(self.heartbeat_interval_s())
+                    continue
                 duplicates_before = summary.duplicates
                 self.step(summary, known=trials)
                 self.consecutive_duplicates = (self.consecutive_duplicates + 1

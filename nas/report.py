@@ -7,11 +7,8 @@ so a report made from the storage matches what the workers recorded.
 from __future__ import annotations
 
 import base64
-import contextlib
 import html
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +20,7 @@ import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
+from nas.folders import written_whole  # noqa: E402
 from nas.search.pareto import accuracy_latency_hypervolume, nondominated_mask  # noqa: E402
 from nas.search.study import make_storage, redact, trial_record  # noqa: E402
 
@@ -175,20 +173,6 @@ def write_report(study: optuna.Study, folder: str | Path) -> dict[str, Path]:
     with written_whole(paths["report.html"]) as path:
         path.write_text(render_html(study, frame, front, baselines, history, paths, label))
     return paths
-
-
-@contextlib.contextmanager
-def written_whole(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` to write to, renamed over ``path`` when the block ends
-    without an error: a report file under its own name is always whole (a process killed while
-    writing leaves at most a hidden ``.NAME.PID.EXT`` file, which nothing reads). The extension
-    is kept because matplotlib picks the image format from it."""
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}")
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _img(path: Path) -> str:

@@ -256,3 +256,25 @@ def test_simultaneous_workers_on_a_new_postgres_database_join_one_study(postgres
         with engine.begin() as connection:
             connection.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
         engine.dispose()
+
+
+# ---- interrupted work: a run that fails before its study exists leaves no folder
+
+
+def test_a_run_that_fails_before_its_study_exists_leaves_no_empty_folder(tmp_path):
+    from nas.search.runner import run_experiment
+
+    class Unpriceable(FakeLatency):
+        def predict(self, ops):
+            raise ValueError("this table cannot price the space")
+
+    config = make_config(tmp_path / "new" / "deeper")
+    with pytest.raises(ValueError, match="cannot price"):
+        run_experiment(config, progress=False, evaluator=FakeEvaluator(), latency_model=Unpriceable(),
+                       log=lambda line: None)
+    assert not (tmp_path / "new").exists()  # the run folder and the parent it created are gone
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(ValueError, match="cannot price"):
+        run_experiment(make_config(tmp_path / "kept"), progress=False, evaluator=FakeEvaluator(),
+                       latency_model=Unpriceable(), log=lambda line: None)
+    assert (tmp_path / "kept").is_dir() and not (tmp_path / "kept" / "run").exists()  # what existed stays

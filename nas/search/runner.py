@@ -13,7 +13,7 @@ import yaml
 
 from nas.archs import load_arch
 from nas.config import DEFAULT_CANDIDATES, ExperimentConfig
-from nas.folders import unwritable_reason
+from nas.folders import removed_if_left_empty, unwritable_reason, written_whole
 from nas.latency.deployment import price, pricing_summary
 from nas.latency.registry import resolve_table
 from nas.search.controller import Controller, RunSummary
@@ -151,9 +151,10 @@ def public_config(config: ExperimentConfig) -> dict[str, Any]:
 
 
 def write_config_copy(config: ExperimentConfig, folder: Path) -> None:
+    """The run folder's config.yaml, through which later commands find the storage and study."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(public_config(config), sort_keys=False))
+    with written_whole(folder / "config.yaml") as path:
+        path.write_text(yaml.safe_dump(public_config(config), sort_keys=False))
 
 
 def evaluate_baselines(config: ExperimentConfig, space: SearchSpace, controller: Controller) -> list[str]:
@@ -225,21 +226,23 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True, storage_u
     beside it instead of refusing (see :func:`open_study`)."""
     from nas.search.netadapt import run_netadapt
 
-    preflight(config, check_table=latency_model is None)
-    evaluator = evaluator or make_experiment_evaluator(config)
-    source = getattr(evaluator, "source", None)
-    if source is not None:
-        source.load()  # a missing or corrupt dataset fails now, not in every trial
-    input_shape, classes = evaluator_input(evaluator, config)
-    space = build_space(config, input_shape, classes)
-    latency_model = latency_model or load_latency_model(config, space)
-    check_table_covers_space(latency_model, space)
-    objective = Objective(config.objective, score_name=evaluator.objective)
-    seed = config.seed if worker is None else config.seed + 1000 * worker
-    identity = study_identity(config, space, evaluator, latency_model)
-    study, storage = open_study(config, objective, seed, storage_url,
-                                describe=architecture_describer(space, latency_model, objective),
-                                identity=identity, force_new=force_new)
+    # Until the study exists nothing is worth keeping: a run that fails first leaves no empty folder.
+    with removed_if_left_empty(config.output_dir()):
+        preflight(config, check_table=latency_model is None)
+        evaluator = evaluator or make_experiment_evaluator(config)
+        source = getattr(evaluator, "source", None)
+        if source is not None:
+            source.load()  # a missing or corrupt dataset fails now, not in every trial
+        input_shape, classes = evaluator_input(evaluator, config)
+        space = build_space(config, input_shape, classes)
+        latency_model = latency_model or load_latency_model(config, space)
+        check_table_covers_space(latency_model, space)
+        objective = Objective(config.objective, score_name=evaluator.objective)
+        seed = config.seed if worker is None else config.seed + 1000 * worker
+        identity = study_identity(config, space, evaluator, latency_model)
+        study, storage = open_study(config, objective, seed, storage_url,
+                                    describe=architecture_describer(space, latency_model, objective),
+                                    identity=identity, force_new=force_new)
     controller = Controller(study=study, space=space, evaluator=evaluator, latency_model=latency_model,
                             objective=objective, trials=config.trials, timeout_s=config.timeout_s,
                             progress=progress, log=log, storage=storage)

@@ -278,3 +278,16 @@ def test_a_run_that_fails_before_its_study_exists_leaves_no_empty_folder(tmp_pat
         run_experiment(make_config(tmp_path / "kept"), progress=False, evaluator=FakeEvaluator(),
                        latency_model=Unpriceable(), log=lambda line: None)
     assert (tmp_path / "kept").is_dir() and not (tmp_path / "kept" / "run").exists()  # what existed stays
+
+
+# ---- progress: a run limited by time shows the time limit's time left
+
+
+def test_time_left_is_the_time_limits_unless_the_trials_finish_first():
+    from nas.search.controller import format_seconds, time_left
+
+    # 11-minute limit, 2 of 60 trials done in 44 s: extrapolating the trials says 21 minutes
+    assert time_left(44, 660, 2, 58) == 616
+    assert time_left(44, 660, 2, 1) == 22  # the last trial ends sooner than the limit
+    assert time_left(10, 660, 0, 58) == 650 and time_left(700, 660, 5, None) == 0
+    assert format_seconds(616) == "10:16" and format_seconds(3725) == "1:02:05"

@@ -85,6 +85,21 @@ def one_line(message: str, limit: int = 500) -> str:
     return " ".join(str(message).split())[:limit]
 
 
+def time_left(elapsed_s: float, timeout_s: float, done_this_run: int, trials_left: int | None) -> float:
+    """Seconds until the run stops: at the time limit, or sooner when the trials left, at
+    this run's mean pace so far, finish first."""
+    by_limit = max(0.0, timeout_s - elapsed_s)
+    if trials_left is None or done_this_run <= 0:
+        return by_limit
+    return min(by_limit, trials_left * elapsed_s / done_this_run)
+
+
+def format_seconds(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
 def _primitive_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     """Metrics that can be stored as Optuna user attributes (JSON primitives)."""
     out = {}
@@ -160,8 +175,11 @@ class Controller:
         start = time.perf_counter()
         self.requeue_interrupted()
         done = self.completed_count()
+        # With a time limit, tqdm's own estimate (remaining trials at the mean rate) can promise
+        # far more than the limit allows: the bar shows time_left's estimate instead.
+        bar_format = None if self.timeout_s is None else "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
         bar = tqdm(total=self.trials, initial=min(done, self.trials or done), unit="trial",
-                   disable=not self.progress, dynamic_ncols=True, desc=self.study.study_name)
+                   disable=not self.progress, dynamic_ncols=True, desc=self.study.study_name, bar_format=bar_format)
         next_stale_check = 0.0
         try:
             while True:
@@ -190,7 +208,12 @@ class Controller:
                     break
                 if self.progress:
                     bar.n = min(self.completed_count(), self.trials or 10**9)
-                    bar.set_postfix_str(self.status_line(), refresh=False)
+                    status = self.status_line()
+                    if self.timeout_s is not None:
+                        left = time_left(time.perf_counter() - start, self.timeout_s, bar.n - done,
+                                         None if self.trials is None else self.trials - bar.n)
+                        status = f"{format_seconds(left)} left, {status}"
+                    bar.set_postfix_str(status, refresh=False)
                     bar.refresh()
         except KeyboardInterrupt:
             summary.interrupted = True

@@ -191,6 +191,7 @@ def test_worker_killed_while_writing_the_report_leaves_no_partial_report(tmp_pat
     resume(config, log)  # the budget is reached: the resumed run only writes the report
     study = load(config)
     check_final_study(study, log, killed_arch=None)
+    assert all((folder / name).is_file() for name in REPORT_FILES)  # the whole report, written again
     check_report_matches(folder, study)
     check_no_partial_report(folder, study)
     assert open_run(folder, storage=config["storage"]).study_name == config["study"]  # later commands find it

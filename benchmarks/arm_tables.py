@@ -17,21 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nas.archs import load_arch  # noqa: E402
 from nas.latency import load_latency_model  # noqa: E402
-from nas.latency.errors import MissingOpsError  # noqa: E402
 from nas.latency.estimator import UnpricedKernelError, leave_one_out  # noqa: E402
-from nas.latency.published import PUBLISHED, whole_network_scale  # noqa: E402
+from nas.latency.published import published_figures, table_sum, whole_network  # noqa: E402
 from nas.latency.registry import list_tables  # noqa: E402
-from nas.latency.table import EstimatedLatencyWarning  # noqa: E402
-from nas.ops import resolve  # noqa: E402
-from nas.space import list_references  # noqa: E402
 
 TARGETS = {"mobilenet_v2_1.0": 0.10, "proxyless_mobile": 0.10}  # goal 0.05
 
@@ -47,39 +41,25 @@ def arm_tables() -> list[dict]:
     return rows
 
 
-def price(model, name: str) -> dict | None:
-    """Raw sum (ms) and estimated-op count of a reference network, or None if unpriceable."""
-    shape = tuple(int(v) for v in model.provenance["input"].split("x"))
-    spec = load_arch(name, shape, model.provenance.get("classes") or 1000)
-    ops = resolve(spec)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", EstimatedLatencyWarning)
-            rows = model.breakdown(ops, "estimate")
-            total = model.predict(ops, "estimate")
-    except (MissingOpsError, UnpricedKernelError) as exc:
-        return {"error": str(exc).splitlines()[-1]}
-    return {"raw_sum_ms": total, "estimated_ops": sum(r["estimated"] for r in rows), "ops": len(ops)}
-
-
 def reference_figures(model) -> dict:
-    published = {name: ms for name, ms, _ in PUBLISHED.get(model.provenance.get("device"), [])}
-    priced = {name: price(model, name) for name in published if name in list_references()}
-    raw = {n: p["raw_sum_ms"] for n, p in priced.items() if p and "raw_sum_ms" in p}
     out = {}
-    for name, ms in published.items():
-        entry = {"published_ms": ms, **(priced.get(name) or {"error": "no reference spec for this network"})}
-        if name in raw:
-            entry["raw_error_pct"] = 100 * (raw[name] / ms - 1)
-            others = {n: v for n, v in raw.items() if n != name}
-            scale = whole_network_scale(others, published)
-            if scale is not None:
-                entry.update(loo_scale=scale, loo_fitted_on=sorted(others), corrected_ms=scale * raw[name],
-                             corrected_error_pct=100 * (scale * raw[name] / ms - 1))
-            if name in TARGETS:
-                err = abs(entry.get("corrected_error_pct", entry["raw_error_pct"])) / 100
-                entry["target_10pct_met"] = err <= TARGETS[name]
-                entry["goal_5pct_met"] = err <= 0.05
+    for name, ms in published_figures(model).items():
+        priced = table_sum(model, name)
+        if priced is None:
+            out[name] = {"published_ms": ms, "error": "the table cannot price it (no reference spec, or a kernel "
+                                                      "no entry contains)"}
+            continue
+        raw, estimated = priced
+        entry = {"published_ms": ms, "raw_sum_ms": raw, "estimated_ops": estimated,
+                 "raw_error_pct": 100 * (raw / ms - 1)}
+        whole = whole_network(model, raw, leave_out=name)  # fitted without the judged network
+        if whole is not None:
+            entry.update(loo_scale=whole["scale"], loo_fitted_on=whole["fitted_on"],
+                         corrected_ms=whole["latency_ms"], corrected_error_pct=100 * (whole["latency_ms"] / ms - 1))
+        if name in TARGETS:
+            err = abs(entry.get("corrected_error_pct", entry["raw_error_pct"])) / 100
+            entry["target_10pct_met"] = err <= TARGETS[name]
+            entry["goal_5pct_met"] = err <= 0.05
         out[name] = entry
     return out
 

@@ -206,6 +206,16 @@ def cmd_tables(args) -> int:
     return 0
 
 
+def _whole_network(model, total: float, reference: str | None) -> dict | None:
+    """The table sum as a whole-network estimate, for devices with published figures
+    (nas.latency.published; a reference network is left out of the fit that judges it)."""
+    if not hasattr(model, "op_ms"):
+        return None
+    from nas.latency.published import whole_network
+
+    return whole_network(model, total, leave_out=reference)
+
+
 def cmd_predict(args) -> int:
     from nas.archs import load_arch
     from nas.latency import load_latency_model
@@ -232,14 +242,19 @@ def cmd_predict(args) -> int:
     estimated = [r["key"] for r in rows if r.get("estimated")] if isinstance(rows, list) else []
     policy = getattr(model, "missing_policy", args.missing)
     where = {k: provenance.get(k) for k in ("device", "runtime", "threads", "input")}
+    whole = _whole_network(model, total, args.arch if reference else None)
     if args.json:
         print(json.dumps({"arch_id": spec.arch_id, "latency_ms": total, "estimated_ops": len(estimated),
                           "table": args.table, "ops": rows, "estimated_keys": estimated, "missing_policy": policy,
-                          **where, "overhead_ms": getattr(getattr(model, "composition", None), "overhead_ms", None)},
+                          **where, "whole_network": whole,
+                          "overhead_ms": getattr(getattr(model, "composition", None), "overhead_ms", None)},
                          indent=2))
         return 0
     device = ", ".join(f"{v}" if k != "threads" else f"{v} thread(s)" for k, v in where.items() if v is not None)
     print(f"{total:.4f} ms  ({spec.arch_id}, table {args.table}: {device})")
+    if whole:
+        print(f"whole-network estimate: {whole['latency_ms']:.4f} ms (the table sum above x {whole['scale']:.3f}, "
+              f"fitted to the published figures of {', '.join(whole['fitted_on'])} on this device)")
     if estimated:
         print(f"note: {len(estimated)} of {len(ops)} ops were estimated by the {policy!r} policy, not measured:")
         by_key = {r["key"]: r for r in rows}

@@ -37,7 +37,7 @@ from nas.ops import OpInstance, se_channels, shuffle_splits
 NO_OP_TYPES = frozenset({"dropout", "skip"})  # identity at inference: no kernel runs
 
 # Feature columns: per kind, its MACs and its memory traffic; then one count of kernels.
-KINDS = ("pw", "dw3s1", "dw3s2", "dw5s1", "dw5s2", "dw7s1", "dw7s2", "conv", "fc", "pool", "se", "hswish", "add")
+KINDS = ("pw", "gpw", "dw3s1", "dw3s2", "dw5s1", "dw5s2", "dw7s1", "dw7s2", "conv", "fc", "pool", "se", "hswish", "add")
 COLUMNS = tuple(f"{kind}_{term}" for kind in KINDS for term in ("macs", "mem")) + ("kernels",)
 _INDEX = {name: i for i, name in enumerate(COLUMNS)}
 
@@ -66,8 +66,9 @@ def _add(row: np.ndarray, kind: str, macs: float, mem: float) -> None:
     row[_INDEX["kernels"]] += 1
 
 
-def _pw(row, px: int, cin: int, cout: int) -> None:
-    _add(row, "pw", px * cin * cout, px * (cin + cout) + cin * cout)
+def _pw(row, px: int, cin: int, cout: int, groups: int = 1) -> None:
+    # a grouped 1x1 conv is its own kernel kind: fewer MACs, but not proportionally faster
+    _add(row, "pw" if groups == 1 else "gpw", px * cin * cout // groups, px * (cin + cout) + cin * cout // groups)
 
 
 def _dw(row, k: int, stride: int, in_px: int, out_px: int, c: int) -> None:
@@ -124,13 +125,20 @@ def kernel_features(op: OpInstance) -> np.ndarray:
             _pw(row, out_px, op.squeeze, op.expand1x1)
         if op.expand3x3:
             _conv(row, 3, out_px, out_px, op.squeeze, op.expand3x3)
+    elif t == "fbnet":  # FBNet block: (grouped) 1x1 expansion, depthwise, (grouped) 1x1 projection
+        groups = getattr(op, "groups", 1)
+        _pw(row, in_px, cin, op.mid, groups)
+        _dw(row, op.kernel, op.stride, in_px, out_px, op.mid)
+        _pw(row, out_px, op.mid, cout, groups)
+        if op.residual:
+            _add(row, "add", 0, 3 * out_px * cout)
     elif t == "fc":
         _add(row, "fc", cin * cout, cin + cout + cin * cout)
     elif t in ("gap", "maxpool"):
         _add(row, "pool", 0, in_px * cin + out_px * cout)
     else:
         raise UnpricedKernelError(f"op type {t!r} has no kernel decomposition; the estimator prices "
-                                  f"conv, ds, ir, shuffle, fire, fc, gap and maxpool ops")
+                                  f"conv, ds, ir, fbnet, shuffle, fire, fc, gap and maxpool ops")
     return row
 
 

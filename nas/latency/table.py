@@ -298,4 +298,5 @@ def _op_mb(op: OpInstance) -> float:
 
 
 def op_from_row(row: dict) -> OpInstance:
-    return op_from_fields({k: row[k] for k in FIELD_COLUMNS})
+    # a field added to OpInstance after a table was written is absent from its CSV: its default
+    return op_from_fields({k: row[k] for k in FIELD_COLUMNS if k in row})

@@ -20,7 +20,8 @@ $(BIN)/nas: setup.cfg pyproject.toml
 
 setup: $(BIN)/nas /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-# The main job: a real search (hybrid space, Fashion-MNIST, this machine's latency table);
+# The main job: a real search (ProxylessNAS space, Fashion-MNIST, priced at 224x224x3 on the
+# shipped Google Pixel 1 table; experiments/hybrid_this_host.yaml prices on this host's table);
 # it leaves runs/quickstart/ with the study, report.html and the plots. Rerun to resume.
 quickstart: setup
 	$(BIN)/nas search experiments/quickstart.yaml

@@ -34,6 +34,11 @@ def load_arch(text: str, input_shape: Shape | None = None, classes: int | None =
 
         nb201 = get_space("nasbench201", tuple(input_shape or (32, 32, 3)), classes or 10)
         return nb201.from_arch_str(text)
+    if text.strip().startswith("fbnet:") and not _is_file(path):
+        # HW-NAS-Bench's FBNet encoding: 22 op indices, built at CIFAR-100's 32x32x3 unless given
+        from nas.space import get_space
+
+        return get_space("fbnet", tuple(input_shape or (32, 32, 3)), classes or 100).from_text(text)
     if "|" in text and not _is_file(path):
         spec = ArchSpec.from_string(text)
     elif path.suffix == ".json" or _is_file(path):

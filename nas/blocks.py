@@ -215,6 +215,26 @@ class ResBasicBlock(nn.Module):
         return self.shortcut(x) + self.conv_b(self.conv_a(x))
 
 
+class FBNetBlock(nn.Module):
+    """FBNet ConvBlock: grouped 1x1 expand + ReLU, channel shuffle when grouped, depthwise KxK
+    + ReLU, grouped 1x1 project (linear); BN after each conv; identity added when ``residual``."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, mid: int, groups: int, residual: bool):
+        super().__init__()
+        self.expand = ConvBNAct(cin, mid, 1, groups=groups, act="relu")
+        self.groups = groups
+        self.depthwise = ConvBNAct(mid, mid, kernel, stride, groups=mid, act="relu")
+        self.project = ConvBNAct(mid, cout, 1, groups=groups, act="none")
+        self.residual = residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.expand(x)
+        if self.groups > 1:
+            out = channel_shuffle(out, self.groups)
+        out = self.project(self.depthwise(out))
+        return x + out if self.residual else out
+
+
 class BNAct(nn.Sequential):
     """Batch norm + activation (NAS-Bench-201's ``lastact``)."""
 

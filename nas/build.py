@@ -52,6 +52,8 @@ BUILDERS: dict[str, Callable[[OpInstance], nn.Module]] = {
     "nb201": lambda op: blocks.NB201Cell(op.input[2], op.ops),
     "res": lambda op: blocks.ResBasicBlock(op.input[2], op.output[2], op.stride),
     "bnact": lambda op: blocks.BNAct(op.input[2], op.act),
+    "fbnet": lambda op: blocks.FBNetBlock(op.input[2], op.output[2], op.kernel, op.stride, op.mid, op.groups,
+                                          op.residual),
 }
 
 

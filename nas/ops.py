@@ -20,6 +20,7 @@ from nas.spec import (
     Conv,
     DepthwiseSeparable,
     Dropout,
+    FBNetBlock,
     Fire,
     GlobalPool,
     InvertedResidual,
@@ -76,6 +77,7 @@ class OpInstance:
     ceil: bool = False
     p: float = 0.0
     ops: tuple[str, ...] = ()
+    groups: int = 1
 
     # Cached on the instance (as ArchSpec caches its JSON; not a field, so equality and hashing
     # ignore it): resolve() hands out the same op objects again, and a search prices every
@@ -245,6 +247,16 @@ def _resolve_res(b: ResBlock, shape: Shape, classes: int) -> OpInstance:
     return OpInstance("res", shape, (h, w, b.out), kernel=3, stride=b.stride, act="relu", bn=True)
 
 
+def _resolve_fbnet(b: FBNetBlock, shape: Shape, classes: int) -> OpInstance:
+    if shape[2] % b.groups:
+        raise SpecError(f"fbn: a {b.groups}-group 1x1 conv needs input channels divisible by {b.groups}, "
+                        f"got {shape[2]}")
+    h, w = _spatial(shape, b.kernel, b.stride)
+    residual = b.stride == 1 and shape[2] == b.out
+    return OpInstance("fbnet", shape, (h, w, b.out), kernel=b.kernel, stride=b.stride, expand=b.expand,
+                      mid=shape[2] * b.expand, act="relu", residual=residual, bn=True, groups=b.groups)
+
+
 def _resolve_bnact(b: BNAct, shape: Shape, classes: int) -> OpInstance:
     return OpInstance("bnact", shape, shape, act=b.act, bn=True)
 
@@ -254,7 +266,7 @@ _RESOLVERS = {
     ShuffleUnit: _resolve_shuffle, Fire: _resolve_fire, MaxPool: _resolve_maxpool,
     Skip: _resolve_skip, GlobalPool: _resolve_gap, Dropout: _resolve_dropout,
     Linear: _resolve_linear, NB201Cell: _resolve_nb201, ResBlock: _resolve_res,
-    BNAct: _resolve_bnact,
+    BNAct: _resolve_bnact, FBNetBlock: _resolve_fbnet,
 }
 
 
@@ -343,6 +355,9 @@ def op_params(op: OpInstance) -> int:
         return n
     if t == "bnact":
         return 2 * cin
+    if t == "fbnet":
+        return (_conv_params(cin, op.mid, 1, groups=op.groups) + _conv_params(op.mid, op.mid, op.kernel, groups=op.mid)
+                + _conv_params(op.mid, cout, 1, groups=op.groups))
     return 0  # maxpool, skip, gap, dropout
 
 
@@ -378,6 +393,9 @@ def op_macs(op: OpInstance) -> int:
         if op.stride == 2 or cin != cout:
             n += cin * cout * out_px
         return n
+    if t == "fbnet":
+        return (cin * op.mid // op.groups * in_px + op.kernel * op.kernel * op.mid * out_px
+                + op.mid * cout // op.groups * out_px)
     return 0
 
 

@@ -354,11 +354,38 @@ class BNAct(Block):
         _check_act("bnact", self.act)
 
 
+@dataclass(frozen=True)
+class FBNetBlock(Block):
+    """FBNet / HW-NAS-Bench ConvBlock: 1x1 conv (``groups``) to ``expand`` x the input width,
+    channel shuffle when grouped, depthwise KxK (the stride), 1x1 conv (``groups``) to ``out``;
+    BN after each conv, ReLU after the first two; the identity is added when shapes allow.
+    Unlike the inverted residual, expansion 1 keeps its first 1x1 conv."""
+
+    TYPE: ClassVar[str] = "fbn"
+    TOKENS: ClassVar[dict[str, str]] = {"kernel": "k", "stride": "s", "expand": "e", "out": "c", "groups": "g"}
+    kernel: int
+    stride: int
+    expand: int
+    out: int
+    groups: int = 1
+
+    def validate(self) -> None:
+        _check_int("fbn", "kernel", self.kernel, choices=(3, 5, 7))
+        _check_int("fbn", "stride", self.stride, choices=STRIDES)
+        _check_int("fbn", "expand", self.expand)
+        if self.expand > 12:
+            raise SpecError(f"fbn.expand must be between 1 and 12, got {self.expand}")
+        _check_int("fbn", "out", self.out)
+        _check_int("fbn", "groups", self.groups, choices=(1, 2))
+        if self.out % self.groups:
+            raise SpecError(f"fbn.out must be divisible by groups {self.groups}, got {self.out}")
+
+
 BLOCK_TYPES: dict[str, type[Block]] = {
     cls.TYPE: cls
     for cls in (
         Conv, DepthwiseSeparable, InvertedResidual, ShuffleUnit, Fire, MaxPool, Skip,
-        GlobalPool, Dropout, Linear, NB201Cell, ResBlock, BNAct,
+        GlobalPool, Dropout, Linear, NB201Cell, ResBlock, BNAct, FBNetBlock,
     )
 }
 

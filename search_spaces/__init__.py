@@ -1,6 +1,7 @@
 """The bundled search spaces, one family per module; importing this package registers them."""
 
 from search_spaces import (  # noqa: F401  (imported for their registrations)
+    fbnet,
     hybrid,
     mobilenet_v1,
     mobilenet_v2,

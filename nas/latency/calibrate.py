@@ -26,6 +26,10 @@ one edge and one add of a NAS-Bench-201 cell), in feature groups:
 - ``overhead``: with a table, per-kind counts, MACs and activation sizes (what the table
   misses per op: call overhead, memory traffic).
 - ``pairs``: counts of adjacent op-type pairs (fused sequences).
+- ``reference``: one feature per reference device, that device's per-op table's prediction
+  for the network (nas.latency.fewshot): what other devices say this network costs. With it,
+  the base features are shrunk too, so that K networks choose a regularised combination of
+  the reference devices plus a small op-level correction (few-shot transfer).
 
 Which groups, priors and ridge strength are used is chosen by k-fold cross-validation inside
 the K training networks only; the fit minimises a Huber loss on the *relative* error, so the
@@ -55,13 +59,17 @@ import numpy as np
 from nas.ops import OpInstance, op_macs
 
 FORMAT = "nas-calibrated-latency"
-VERSION = 2  # 2: dead code split by zero sums, removed-code priors
-GROUPS = ("keys", "context", "overhead", "pairs")
+VERSION = 3  # 2: dead code split by zero sums, removed-code priors; 3: reference-device tables
+READABLE_VERSIONS = (2, 3)
+GROUPS = ("keys", "context", "overhead", "pairs", "reference")
 CONTEXT_TAGS = ("dead", "dead_zero_sum", "zero_sum", "const_in")
 REMOVABLE_TAGS = ("dead", "dead_zero_sum")  # dead code: a runtime may remove it
 HUBER_DELTA = 0.05  # relative error where the loss turns linear: half the +/-10% band
 RIDGE_GRID = (1e-6, 1e-4, 1e-2, 1.0)
+TRANSFER_RIDGE_GRID = (1e-4, 1e-2, 1.0, 10.0, 100.0)  # few-shot: everything is shrunk, more strongly
 FOLDS = 5
+#: provenance fields copied to a saved model's top level, where the table listing reads them
+LISTED_FIELDS = ("device", "runtime", "threads", "spaces", "space", "input", "entries", "source_summary")
 
 # NAS-Bench-201 cell edges (destination, source) in arch-string order
 _NB201_EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
@@ -162,6 +170,7 @@ class Config:
     tags: tuple[str, ...] = ()
     table: bool = False
     removed: tuple[str, ...] = ()  # tags whose parts the base features treat as not run
+    only: str = ""  # one reference device and nothing else: its latency, rescaled and offset
 
 
 def _table_ms(table: Mapping[str, float], op: OpInstance) -> float:
@@ -171,8 +180,15 @@ def _table_ms(table: Mapping[str, float], op: OpInstance) -> float:
         raise CalibrationError(f"the table has no entry for op {op.key}") from None
 
 
-def _op_features(op: OpInstance, config: Config, table: Mapping[str, float] | None) -> Counter:
+def _op_features(op: OpInstance, config: Config, table: Mapping[str, float] | None,
+                 references: Mapping[str, Any] | None = None) -> Counter:
     f: Counter = Counter()
+    if references and "reference" in config.groups:
+        for name, ref in references.items():
+            if not config.only or name == config.only:
+                f[f"ref:{name}"] += ref.op_ms(op)
+        if config.only:
+            return f
     if config.table:
         f[f"table:{op.type}"] += _table_ms(table, op)
     for part in op_parts(op):
@@ -198,15 +214,17 @@ def _tableless_features(op: OpInstance, config: Config) -> Counter:
 class Featurizer:
     """Feature dicts of networks for one config, cached per op (networks share ops)."""
 
-    def __init__(self, config: Config, table: Mapping[str, float] | None):
+    def __init__(self, config: Config, table: Mapping[str, float] | None,
+                 references: Mapping[str, Any] | None = None):
         self.config, self.table = config, table
+        self.references = references if "reference" in config.groups else None
         self._cache: dict[OpInstance, Counter] = {}
 
     def op(self, op: OpInstance) -> Counter:
-        if self.table is None:  # no table: features depend on the op alone, shared by all models
-            return _tableless_features(op, self.config)
+        if self.table is None and self.references is None:
+            return _tableless_features(op, self.config)  # depends on the op alone: shared by all models
         if op not in self._cache:
-            self._cache[op] = _op_features(op, self.config, self.table)
+            self._cache[op] = _op_features(op, self.config, self.table, self.references)
         return self._cache[op]
 
     def network(self, ops: Sequence[OpInstance]) -> Counter:
@@ -216,6 +234,10 @@ class Featurizer:
         if "pairs" in self.config.groups:
             for a, b in zip(ops, ops[1:]):
                 f[f"pair:{a.type}>{b.type}"] += 1
+        if self.references:
+            for name, ref in self.references.items():
+                if not self.config.only or name == self.config.only:
+                    f[f"ref:{name}"] += ref.network_ms(ops)
         return f
 
     def matrix(self, networks: Sequence[Sequence[OpInstance]], names: Sequence[str]) -> np.ndarray:
@@ -233,6 +255,10 @@ def _penalised(name: str, config: Config) -> bool:
     per-kind table scales, or without a table the per-kind count, MACs and activation terms)
     are free. So the ridge pulls a context towards its prior: like live code, or, for a
     ``removed`` tag, removed by the runtime."""
+    if config.only:  # one device, rescaled: two free coefficients
+        return False
+    if "reference" in config.groups:  # few-shot: K networks weigh references and op terms alike
+        return name != "intercept"
     base = ("table:",) if config.table else ("table:", "count:", "macs:", "act:")
     return not (name == "intercept" or name.startswith(base))
 
@@ -299,14 +325,15 @@ def _cv_loss(names, X, y, lam, config, seed) -> float:
     return _score(pred, y)
 
 
-def _candidates(has_table: bool) -> list[Config]:
+def _candidates(has_table: bool, has_references: bool = False) -> list[Config]:
     """Forward-selection moves: each adds one feature group (context tags one at a time). A
     dead-code tag comes in two priors: the part runs like live code, or the runtime removes
     it (dead-code elimination); either way its context feature measures what remains."""
     context = [Config(("context",), (t,)) for t in CONTEXT_TAGS]
     removed = [Config(("context",), (t,), removed=(t,)) for t in REMOVABLE_TAGS]
     return ([Config(("keys",))] + context + removed
-            + [Config(("pairs",))] + ([Config(("overhead",))] if has_table else []))
+            + [Config(("pairs",))] + ([Config(("overhead",))] if has_table else [])
+            + ([Config(("reference",))] if has_references else []))
 
 
 def _merge(a: Config, b: Config) -> Config:
@@ -316,18 +343,22 @@ def _merge(a: Config, b: Config) -> Config:
     return Config(groups, tags, a.table, removed)
 
 
-def select_config(nets, y, table, seed: int = 0) -> tuple[Config, float, list[dict]]:
+def select_config(nets, y, table, seed: int = 0,
+                  references: Mapping[str, Any] | None = None) -> tuple[Config, float, list[dict]]:
     """Greedy forward selection of feature groups and ridge strength by k-fold CV on the
     training networks only. Returns (config, ridge, the trace of CV losses)."""
     def loss(config: Config) -> tuple[float, float]:
-        names, X = _design(Featurizer(config, table), nets)
-        return min((_cv_loss(names, X, y, lam, config, seed), lam) for lam in RIDGE_GRID)
+        names, X = _design(Featurizer(config, table, references), nets)
+        grid = TRANSFER_RIDGE_GRID if "reference" in config.groups else RIDGE_GRID
+        return min((_cv_loss(names, X, y, lam, config, seed), lam) for lam in grid)
 
+    if references:
+        return _select_transfer(loss, table is not None, list(references))
     best = Config((), (), table is not None)
     best_loss, best_lam = loss(best)
     trace = [{"config": _config_dict(best), "cv_loss": round(best_loss, 5), "ridge": best_lam}]
     while True:
-        moves = {_merge(best, c) for c in _candidates(table is not None)} - {best}
+        moves = {_merge(best, c) for c in _candidates(table is not None, bool(references))} - {best}
         if not moves:
             break
         scored = sorted(((*loss(c), i, c) for i, c in enumerate(sorted(moves, key=repr))), key=lambda t: t[:3])
@@ -339,9 +370,38 @@ def select_config(nets, y, table, seed: int = 0) -> tuple[Config, float, list[di
     return best, best_lam, trace
 
 
+#: few-shot candidates: the reference devices alone, or with dead code told apart (run like
+#: live code, or removed by the runtime); K networks are too few for a greedy search
+TRANSFER_CANDIDATES = (
+    Config(("reference",)),
+    Config(("context", "reference"), ("dead", "dead_zero_sum")),
+    Config(("context", "reference"), ("dead", "dead_zero_sum"), removed=("dead",)),
+)
+
+
+def _select_transfer(loss, has_table: bool, devices: Sequence[str]) -> tuple[Config, float, list[dict]]:
+    """The best of :data:`TRANSFER_CANDIDATES` and of the single reference devices (each
+    rescaled) by cross-validation on the K networks; the trace lists every candidate, the
+    chosen one last."""
+    scored = []
+    singles = [Config(("reference",), only=d) for d in sorted(devices)]
+    for candidate in (*TRANSFER_CANDIDATES, *singles):
+        config = Config(candidate.groups, candidate.tags, has_table and not candidate.only, candidate.removed,
+                        candidate.only)
+        cv_loss, lam = loss(config)
+        scored.append({"config": _config_dict(config), "cv_loss": round(cv_loss, 5), "ridge": lam, "_c": config})
+    best = scored[0]
+    for entry in scored[1:]:
+        if entry["cv_loss"] < best["cv_loss"] * 0.995:  # a richer model must buy 0.5%
+            best = entry
+    trace = [{k: v for k, v in e.items() if k != "_c"} for e in scored if e is not best]
+    trace.append({k: v for k, v in best.items() if k != "_c"})
+    return best["_c"], best["ridge"], trace
+
+
 def _config_dict(config: Config) -> dict:
     return {"groups": list(config.groups), "tags": list(config.tags), "table": config.table,
-            "removed": list(config.removed)}
+            "removed": list(config.removed), "only": config.only}
 
 
 # --------------------------------------------------------------------------------------
@@ -359,9 +419,11 @@ class CalibratedLatencyModel:
 
     def __init__(self, config: Config, names: Sequence[str], coef: Sequence[float], *,
                  table: Mapping[str, float] | None = None, const_ms: float | None = None,
-                 provenance: Mapping[str, Any] | None = None):
+                 provenance: Mapping[str, Any] | None = None, references: Mapping[str, Any] | None = None):
         if config.table and table is None:
             raise CalibrationError("this model corrects a table, but no table was given")
+        if "reference" in config.groups and not references:
+            raise CalibrationError("this model weighs reference devices, but no reference tables were given")
         if len(names) != len(coef):
             raise CalibrationError(f"{len(names)} feature names but {len(coef)} coefficients")
         self.config = config
@@ -369,7 +431,8 @@ class CalibratedLatencyModel:
         self.coef = dict(zip(names, (float(c) for c in coef)))
         self.const_ms = None if const_ms is None else float(const_ms)
         self.provenance = dict(provenance or {})
-        self._feat = Featurizer(config, self.table)
+        self.references = dict(references) if "reference" in config.groups else {}
+        self._feat = Featurizer(config, self.table, self.references)
         self._op_cache: dict[OpInstance, float] = {}
 
     def _op_ms(self, op: OpInstance) -> float:
@@ -382,6 +445,8 @@ class CalibratedLatencyModel:
         ms = self.coef.get("intercept", 0.0)
         if "pairs" in self.config.groups:
             ms += sum(self.coef.get(f"pair:{a.type}>{b.type}", 0.0) for a, b in zip(ops, ops[1:]))
+        for name, ref in self.references.items():
+            ms += self.coef.get(f"ref:{name}", 0.0) * ref.network_ms(ops)
         return ms
 
     def check_input(self, shape: Sequence[int]) -> None:
@@ -416,9 +481,13 @@ class CalibratedLatencyModel:
     # ---- persistence
 
     def to_dict(self) -> dict:
-        return {"format": FORMAT, "version": VERSION, "config": _config_dict(self.config),
+        data = {"format": FORMAT, "version": VERSION, "config": _config_dict(self.config),
                 "table": self.table, "correction": {"coef": self.coef, "const_ms": self.const_ms},
+                "references": {name: ref.to_dict() for name, ref in self.references.items()},
                 "provenance": self.provenance}
+        # what `nas latency tables` lists, at the top level where it reads a model's fields
+        data.update({k: self.provenance[k] for k in LISTED_FIELDS if k in self.provenance})
+        return data
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -432,11 +501,13 @@ class CalibratedLatencyModel:
     def from_dict(cls, data: Any, where: str = "calibrated model") -> CalibratedLatencyModel:
         if not isinstance(data, Mapping) or data.get("format") != FORMAT:
             raise CalibrationError(f"{where} is not a calibrated latency model (expected format {FORMAT!r})")
-        if data.get("version") != VERSION:
-            raise CalibrationError(f"{where} has version {data.get('version')!r}; this code reads {VERSION}")
+        if data.get("version") not in READABLE_VERSIONS:
+            raise CalibrationError(f"{where} has version {data.get('version')!r}; this code reads "
+                                   f"{', '.join(map(str, READABLE_VERSIONS))}")
         try:
             cfg, corr = data["config"], data["correction"]
-            config = Config(tuple(cfg["groups"]), tuple(cfg["tags"]), bool(cfg["table"]), tuple(cfg["removed"]))
+            config = Config(tuple(cfg["groups"]), tuple(cfg["tags"]), bool(cfg["table"]), tuple(cfg["removed"]),
+                            str(cfg.get("only", "")))
             unknown = (set(config.groups) - set(GROUPS) | set(config.tags) - set(CONTEXT_TAGS)
                        | set(config.removed) - set(config.tags))
             if unknown:
@@ -446,8 +517,12 @@ class CalibratedLatencyModel:
             const_ms = None if corr["const_ms"] is None else float(corr["const_ms"])
             if not all(map(math.isfinite, [*coef.values(), const_ms or 0.0])):
                 raise CalibrationError(f"{where} holds non-finite coefficients")
+            from nas.latency.fewshot import ReferenceTable
+
+            references = {str(name): ReferenceTable.from_dict(ref, f"{where}: reference {name!r}")
+                          for name, ref in (data.get("references") or {}).items()}
             return cls(config, list(coef), list(coef.values()), table=table, const_ms=const_ms,
-                       provenance=data.get("provenance") or {})
+                       provenance=data.get("provenance") or {}, references=references)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             if isinstance(exc, CalibrationError):
                 raise
@@ -512,31 +587,53 @@ def _split_constant(nets, y) -> tuple[list, np.ndarray, float | None, int]:
 
 
 def calibrate(networks: Sequence[Sequence[OpInstance]], measured_ms: Sequence[float], *,
-              table: Any = None, seed: int = 0, min_networks: int = 10,
-              provenance: Mapping[str, Any] | None = None) -> CalibratedLatencyModel:
+              table: Any = None, seed: int = 0, min_networks: int | None = None,
+              provenance: Mapping[str, Any] | None = None,
+              references: Mapping[str, Any] | None = None) -> CalibratedLatencyModel:
     """Fit a calibrated model to ``networks`` (each a tuple of resolved ops) measured on the
     device (``measured_ms``, whole-network milliseconds), starting from ``table`` (op key ->
     ms, or a :class:`~nas.latency.table.LatencyTable`) or, without one, from a per-op table
-    fitted to the same networks.
+    fitted to the same networks. ``references`` (name -> :class:`~nas.latency.fewshot.ReferenceTable`)
+    offers other devices' per-op tables as one more feature group (few-shot transfer).
 
     Raises:
         CalibrationError: fewer than ``min_networks`` networks, mismatched lengths,
             non-positive latencies, or an op the table lacks.
     """
     nets, y = _check_training(networks, measured_ms)
+    if min_networks is None:  # reference devices carry most of the model: fewer networks suffice
+        min_networks = 5 if references else 10
     table = table_as_mapping(table)
     fit_nets, fit_y, const_ms, n_const = _split_constant(nets, y)
     if len(fit_nets) < min_networks:
         raise CalibrationError(f"calibration needs at least {min_networks} measured networks whose output "
                                f"depends on the input, got {len(fit_nets)}")
-    config, lam, trace = select_config(fit_nets, fit_y, table, seed)
-    names, X = _design(Featurizer(config, table), fit_nets)
+    config, lam, trace = select_config(fit_nets, fit_y, table, seed, references)
+    if config.only:
+        references = {config.only: references[config.only]}
+    names, X = _design(Featurizer(config, table, references), fit_nets)
     theta = _fit_matrix(names, X, fit_y, lam, config)
     prov = {"kind": "calibrated", "networks": len(nets), "constant_networks": n_const,
             "selected": _config_dict(config), "ridge": lam, "cv_trace": trace, "huber_delta": HUBER_DELTA,
             "folds": FOLDS, "seed": seed, "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             **(provenance or {})}
-    return CalibratedLatencyModel(config, names, theta, table=table, const_ms=const_ms, provenance=prov)
+    if "reference" in config.groups:
+        prov["references"] = sorted(references)
+    return CalibratedLatencyModel(config, names, theta, table=table, const_ms=const_ms, provenance=prov,
+                                  references=references)
+
+
+def fit_fixed(networks: Sequence[Sequence[OpInstance]], measured_ms: Sequence[float], config: Config,
+              ridge: float, *, provenance: Mapping[str, Any] | None = None) -> CalibratedLatencyModel:
+    """A calibrated model with the given feature config and ridge (no selection), with the
+    constant-network rule: for fits on many networks, where there is nothing to select."""
+    nets, y = _check_training(networks, measured_ms)
+    fit_nets, fit_y, const_ms, n_const = _split_constant(nets, y)
+    names, X = _design(Featurizer(config, None), fit_nets)
+    theta = _fit_matrix(names, X, fit_y, ridge, config)
+    prov = {"kind": "calibrated", "networks": len(nets), "constant_networks": n_const,
+            "selected": _config_dict(config), "ridge": ridge, "huber_delta": HUBER_DELTA, **(provenance or {})}
+    return CalibratedLatencyModel(config, names, theta, const_ms=const_ms, provenance=prov)
 
 
 def fit_additive(networks: Sequence[Sequence[OpInstance]], measured_ms: Sequence[float], *,

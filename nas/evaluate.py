@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import time
 import warnings
 from abc import ABC, abstractmethod
@@ -31,11 +32,16 @@ from nas.data import DATASET_SHAPES, DATASETS, Dataset, load_dataset
 from nas.ops import count_macs, count_params, resolve
 from nas.proxies import PROXIES, compute_proxies
 from nas.spec import ArchSpec
-from nas.train import Budget, build_network, check_compatible, torch_threads, train
+from nas.train import MAX_SEED, Budget, build_network, check_compatible, torch_threads, train
 
 
 class EvaluatorError(ValueError):
     """Bad evaluator kind or options; the message names the value and what was expected."""
+
+
+# a proxy scores a network at initialisation on a few batches: more than this is a typo
+MAX_PROXY_BATCH = 4_096
+MAX_PROXY_BATCHES = 1_000
 
 
 # --------------------------------------------------------------------------------------
@@ -62,7 +68,12 @@ class ResultCache:
         for number, line in enumerate(complete.decode("utf-8", "replace").splitlines(), 1):
             try:
                 record = json.loads(line)
-                self._memory[(record["arch_id"], record["budget_key"])] = record["metrics"]
+                key, metrics = (record["arch_id"], record["budget_key"]), record["metrics"]
+                if not (all(isinstance(part, str) for part in key) and isinstance(metrics, dict)):
+                    raise TypeError("arch_id and budget_key must be strings and metrics an object")
+                if _damaged(metrics):
+                    raise TypeError("a successful result with a non-finite number")
+                self._memory[key] = metrics
             except (json.JSONDecodeError, KeyError, TypeError):
                 warnings.warn(f"{self.path}: skipping an unreadable cache line (#{number} after byte "
                               f"{self._offset})", stacklevel=3)
@@ -100,6 +111,14 @@ class ResultCache:
     def __len__(self) -> int:
         self._refresh()
         return len(self._memory)
+
+
+def _damaged(metrics: dict) -> bool:
+    """A result that says it succeeded (no status, or "ok") cannot hold NaN or infinity; a
+    diverged training legitimately records NaN with its status."""
+    if metrics.get("status", "ok") != "ok":
+        return False
+    return any(isinstance(v, float) and not math.isfinite(v) for v in metrics.values())
 
 
 # --------------------------------------------------------------------------------------
@@ -216,9 +235,14 @@ class ProxyEvaluator(Evaluator):
         objective = objective or proxies[0]
         if objective not in proxies:
             raise EvaluatorError(f"objective {objective!r} must be one of the computed proxies {list(proxies)}")
-        for name, value, minimum in (("batch_size", batch_size, 1), ("batches", batches, 1), ("seed", seed, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise EvaluatorError(f"proxy option {name} must be an integer >= {minimum}, got {value!r}")
+        limits = (("batch_size", batch_size, 1, MAX_PROXY_BATCH), ("batches", batches, 1, MAX_PROXY_BATCHES),
+                  ("seed", seed, 0, MAX_SEED), ("threads", threads, 1, 1024))
+        for name, value, minimum, maximum in limits:
+            if name == "threads" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+                raise EvaluatorError(f"proxy option {name} must be an integer >= {minimum} and <= {maximum}, "
+                                     f"got {value!r}")
         self.source, self.proxies, self.objective = source, proxies, objective
         self.batch_size, self.batches, self.seed, self.threads = batch_size, batches, seed, threads
         self.budget_key = f"proxy|{source.key}|{'+'.join(proxies)}|b{batch_size}x{batches}|seed{seed}"
@@ -309,6 +333,10 @@ def _source(options: dict) -> DataSource:
     if dataset not in DATASETS:
         raise EvaluatorError(f"unknown dataset {dataset!r}{_closest(dataset, DATASETS)}; "
                              f"expected one of {list(DATASETS)} or a Dataset")
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
+        raise EvaluatorError(f"val_fraction must be a number in (0, 1), got {val_fraction!r}")
+    if isinstance(split_seed, bool) or not isinstance(split_seed, int) or not 0 <= split_seed <= MAX_SEED:
+        raise EvaluatorError(f"split_seed must be an integer in [0, {MAX_SEED}], got {split_seed!r}")
     return DataSource(dataset, str(root) if root else None, val_fraction, split_seed)
 
 

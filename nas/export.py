@@ -380,13 +380,14 @@ def export_run(folder: str | Path, out: str | Path, *, trial: int | None = None,
     if weights is not None and retrain_epochs is not None:
         raise ExportError("give either --weights (export those) or --retrain-epochs (retrain), not both")
     selection = select_architecture(folder, trial=trial, pareto_index=pareto_index, max_latency_ms=max_latency_ms)
-    prepare_output(out, options.overwrite)
-    log(f"chose trial {selection.trial} ({selection.how}): {selection.spec.to_string()}")
+    # every check that needs no output folder comes first: a refused export leaves nothing behind
     if weights is not None:
         model = load_weights(selection.spec, weights)
         record = {"origin": "loaded", "path": str(weights), "description": f"loaded from {weights}"}
     budget = None if weights is not None else retrain_budget(selection.config, retrain_epochs or DEFAULT_RETRAIN_EPOCHS)
     dataset = dataset or load_run_dataset(selection.config)
+    prepare_output(out, options.overwrite)
+    log(f"chose trial {selection.trial} ({selection.how}): {selection.spec.to_string()}")
     if budget is not None:
         log(f"retraining for {budget.epochs} epochs on {len(dataset.train) + len(dataset.val)} training images")
         model, summary = retrain(selection.spec, dataset, budget, progress=progress)

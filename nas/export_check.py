@@ -36,14 +36,43 @@ def _read(folder: str) -> tuple:
     for path in (card_path, sample_path):
         if not os.path.isfile(path):
             raise CheckError(f"{path} is missing: {folder!r} is not an export folder (written by `nas export`)")
-    with open(card_path) as f:
+    with open(card_path, "rb") as f:
         try:
-            card = json.load(f)
-        except ValueError as exc:
+            card = json.loads(f.read())
+        except ValueError as exc:  # not JSON, or not UTF-8 text
             raise CheckError(f"{card_path} is not valid JSON: {exc}") from None
-    with np.load(sample_path) as sample:
-        data = {k: sample[k] for k in ("input", "logits", "labels")}
+    _check_card(card, card_path)
+    try:
+        with np.load(sample_path, allow_pickle=False) as sample:  # arrays only: a pickle could run code
+            absent = [k for k in ("input", "logits", "labels") if k not in sample.files]
+            if absent:
+                raise CheckError(f"{sample_path} lacks the array(s) {absent}; expected input, logits and labels")
+            data = {k: sample[k] for k in ("input", "logits", "labels")}
+    except CheckError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - numpy raises ValueError, OSError, BadZipFile, ... for a bad file
+        raise CheckError(f"{sample_path} is not a readable array archive (.npz of plain arrays): {exc}") from None
     return card, data
+
+
+def _check_card(card, card_path: str) -> None:
+    """The parts of card.json the check uses: every model a plain file name in the folder,
+    and a finite fp32 tolerance."""
+    if not isinstance(card, dict) or not isinstance(card.get("formats"), dict):
+        raise CheckError(f"{card_path}: expected an object with a 'formats' object (format -> file), "
+                         f"got {type(card).__name__ if not isinstance(card, dict) else card.get('formats')!r}")
+    for name, entry in card["formats"].items():
+        file = entry.get("file") if isinstance(entry, dict) else None
+        if not isinstance(file, str) or not file or os.path.basename(file) != file or file in (".", ".."):
+            raise CheckError(f"{card_path}: formats.{name}.file must be a file name inside the export folder, "
+                             f"got {file!r}")
+    try:
+        tolerance = card["checks"]["fp32_parity"]["tolerance"]
+    except (KeyError, TypeError):
+        raise CheckError(f"{card_path}: lacks checks.fp32_parity.tolerance") from None
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < float("inf"):
+        raise CheckError(f"{card_path}: checks.fp32_parity.tolerance must be a finite number >= 0, "
+                         f"got {tolerance!r}")
 
 
 def check_format(folder: str, name: str, entry: dict, data: dict) -> dict:
@@ -59,11 +88,14 @@ def check_format(folder: str, name: str, entry: dict, data: dict) -> dict:
         session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise CheckError(f"{name}: onnxruntime cannot load {path}: {exc}") from None
-    feed = {session.get_inputs()[0].name: data["input"].astype(np.float32)}
-    logits = session.run(None, feed)[0]
+    try:
+        logits = session.run(None, {session.get_inputs()[0].name: data["input"].astype(np.float32)})[0]
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise CheckError(f"{name}: {path} does not run on the sample inputs of shape {data['input'].shape}: "
+                         f"{str(exc).splitlines()[0][:200]}") from None
     if logits.shape != data["logits"].shape:
         raise CheckError(f"{name}: outputs have shape {logits.shape}, expected {data['logits'].shape}")
-    if not np.isfinite(logits).all():
+    if not np.issubdtype(logits.dtype, np.number) or not np.isfinite(logits).all():
         raise CheckError(f"{name}: outputs are not all finite")
     return {"max_abs_diff": float(np.abs(logits.astype(np.float64) - data["logits"]).max()),
             "top1_agreement": float((logits.argmax(1) == data["logits"].argmax(1)).mean()),

@@ -116,6 +116,9 @@ def _check_choice(trial: int | None, pareto_index: int | None, max_latency_ms: f
     if len(given) != 1:
         raise ExportError("choose the architecture with exactly one of --trial N, --pareto-index K or "
                           f"--max-latency MS (got {', '.join(given) or 'none'})")
+    for name, value in (("--trial", trial), ("--pareto-index", pareto_index)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ExportError(f"{name} must be a whole number, got {value!r}")
     if max_latency_ms is not None and not (math.isfinite(max_latency_ms) and max_latency_ms > 0):
         raise ExportError(f"--max-latency must be a positive number of milliseconds, got {max_latency_ms!r}")
 
@@ -126,7 +129,8 @@ def select_architecture(folder: str | Path, *, trial: int | None = None, pareto_
 
     - ``trial``: that trial (it must have completed);
     - ``pareto_index``: the K-th network of the Pareto front sorted by predicted latency
-      (0 = fastest; negative indexes count from the most accurate end, as in Python);
+      (0 = fastest, as `nas pareto` numbers them; a negative index is refused, not counted
+      from the end, so that a typo never exports another network than the one asked for);
     - ``max_latency_ms``: the most accurate Pareto network predicted at most that many ms.
 
     Raises:
@@ -149,7 +153,7 @@ def select_architecture(folder: str | Path, *, trial: int | None = None, pareto_
     specs = frame.drop_duplicates("number").set_index("number")["spec"]
     front = front.assign(spec=front["number"].map(specs))
     if pareto_index is not None:
-        if not -len(front) <= pareto_index < len(front):
+        if isinstance(pareto_index, bool) or not 0 <= pareto_index < len(front):
             raise ExportError(f"--pareto-index {pareto_index} is out of range: the Pareto front has "
                               f"{len(front)} networks (0..{len(front) - 1}, 0 = fastest; see `nas pareto`)")
         row = front.iloc[pareto_index]

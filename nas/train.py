@@ -76,20 +76,24 @@ class Budget:
     eval_batch_size: int = 1000
 
     def __post_init__(self) -> None:
-        _check_number("epochs", self.epochs, integer=True, minimum=1)
+        # upper limits far beyond any sensible budget: a typo (1e12 epochs) is refused at once
+        # instead of training until killed
+        _check_number("epochs", self.epochs, integer=True, minimum=1, maximum=MAX_EPOCHS)
         _check_number("fraction", self.fraction, minimum=0, exclusive=True, maximum=1)
-        _check_number("batch_size", self.batch_size, integer=True, minimum=1)
+        _check_number("batch_size", self.batch_size, integer=True, minimum=1, maximum=MAX_BATCH)
         _check_number("momentum", self.momentum, minimum=0, maximum=1)
         if self.warmup is not None:
             _check_number("warmup", self.warmup, minimum=0, maximum=0.9)
         _check_number("label_smoothing", self.label_smoothing, minimum=0, maximum=0.9)
-        _check_number("crop_padding", self.crop_padding, integer=True, minimum=0)
-        _check_number("seed", self.seed, integer=True, minimum=0)
-        _check_number("eval_batch_size", self.eval_batch_size, integer=True, minimum=1)
-        for name in ("lr", "weight_decay", "max_seconds", "threads"):
+        _check_number("crop_padding", self.crop_padding, integer=True, minimum=0, maximum=MAX_CROP_PADDING)
+        _check_number("seed", self.seed, integer=True, minimum=0, maximum=MAX_SEED)
+        _check_number("eval_batch_size", self.eval_batch_size, integer=True, minimum=1, maximum=MAX_BATCH)
+        limits = {"lr": None, "weight_decay": None, "max_seconds": MAX_SECONDS, "threads": 1024}
+        for name, maximum in limits.items():
             value = getattr(self, name)
             if value is not None:
-                _check_number(name, value, integer=name == "threads", minimum=0, exclusive=name != "weight_decay")
+                _check_number(name, value, integer=name == "threads", minimum=0, exclusive=name != "weight_decay",
+                              maximum=maximum)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
@@ -129,6 +133,13 @@ class Budget:
         parts = [f"{k}={v}" for k, v in self.to_dict().items() if k not in skip]
         lr = f"lr={self.lr:g}" if self.lr is not None else f"lr=auto:{self.peak_lr():g}"
         return ",".join(parts + [lr, f"wd={self.decay:g}", f"warmup={self.warmup_fraction:g}"])
+
+
+MAX_EPOCHS = 10_000
+MAX_BATCH = 65_536
+MAX_CROP_PADDING = 1_024
+MAX_SEED = 2**32 - 1  # numpy's and torch's generators take seeds below 2**32
+MAX_SECONDS = 365 * 86_400.0
 
 
 def _check_number(name: str, value: Any, *, integer: bool = False, minimum: float | None = None,

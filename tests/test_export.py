@@ -254,7 +254,8 @@ def test_export_check_fails_on_a_damaged_folder(exported, tmp_path):
 def test_selection_by_trial_index_and_latency(run_folder):
     front = pareto_frame(trials_frame(open_run(run_folder)))
     assert select_architecture(run_folder, trial=2).trial == 2
-    assert select_architecture(run_folder, pareto_index=-1).trial == int(front.iloc[-1]["number"])
+    last = len(front) - 1
+    assert select_architecture(run_folder, pareto_index=last).trial == int(front.iloc[last]["number"])
     limit = float(front["latency_ms"].iloc[len(front) // 2])
     chosen = select_architecture(run_folder, max_latency_ms=limit)
     fast = front[front["latency_ms"] <= limit]

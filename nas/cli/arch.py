@@ -29,6 +29,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def seed_arg(text: str) -> int:
+    """argparse type for a random seed: an integer in [0, 2**32 - 1], as numpy and torch take."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed in [0, {2**32 - 1}], got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected an integer seed in [0, {2**32 - 1}], got {text!r}")
+    return value
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("spaces", help="list the search spaces: names, descriptions, sizes")
     p.add_argument("--input", type=shape_arg, default=(28, 28, 1), help="input shape HxWxC (default 28x28x1)")
@@ -48,7 +59,7 @@ def register(subparsers) -> None:
 
     p = arch.add_parser("sample", help="print a random spec of a space as JSON")
     p.add_argument("space")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--input", type=shape_arg, default=(28, 28, 1))
     p.add_argument("--classes", type=positive_int, default=10)
     p.add_argument("--json", action="store_true", help="accepted for symmetry; the output is always JSON")

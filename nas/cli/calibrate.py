@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import random
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from nas.cli import UserError
 from nas.ops import resolve
 from nas.space import get_space
 from nas.spec import SpecError, parse_shape
+
+MAX_NETWORKS = 1_000_000  # rows of a measured-networks CSV
 
 
 def register(subparsers) -> None:
@@ -48,20 +51,43 @@ def register(subparsers) -> None:
 
 
 def _read_rows(path: Path, arch_col: str, ms_col: str) -> list[tuple[str, float]]:
+    if path.is_dir():
+        raise UserError(f"measured-networks file {str(path)!r} is a folder; expected a CSV file")
     if not path.is_file():
         raise FileNotFoundError(f"measured-networks file {str(path)!r} does not exist")
-    with path.open(newline="") as f:
+    try:
+        return _parse_rows(path, arch_col, ms_col)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not a text CSV file (not UTF-8: {exc.reason} at byte {exc.start})") from None
+    except csv.Error as exc:
+        raise UserError(f"{path} is not a valid CSV file: {exc}") from None
+
+
+def _parse_rows(path: Path, arch_col: str, ms_col: str) -> list[tuple[str, float]]:
+    with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         missing = [c for c in (arch_col, ms_col) if c not in (reader.fieldnames or [])]
         if missing:
             raise UserError(f"{path} has no column(s) {missing}; it has {reader.fieldnames} "
                             f"(choose with --arch-column / --ms-column)")
-        rows = []
+        rows, lines = [], {}
         for n, row in enumerate(reader, start=2):
+            arch, text = row[arch_col], row[ms_col]
             try:
-                rows.append((row[arch_col], float(row[ms_col])))
+                ms = float(text)
             except (TypeError, ValueError):
-                raise UserError(f"{path} line {n}: {ms_col} must be a number of ms, got {row[ms_col]!r}") from None
+                raise UserError(f"{path} line {n}: {ms_col} must be a number of ms, got {text!r}") from None
+            if not (math.isfinite(ms) and ms > 0):
+                raise UserError(f"{path} line {n}: {ms_col} must be a finite latency > 0 ms, got {text!r}")
+            if not arch:
+                raise UserError(f"{path} line {n}: the {arch_col} column is empty")
+            if arch in lines:  # two measurements of one network: which one is meant?
+                raise UserError(f"{path} line {n}: network {arch[:80]!r} is listed more than once "
+                                f"(duplicate of line {lines[arch]}); keep one measurement per network")
+            lines[arch] = n
+            rows.append((arch, ms))
+            if len(rows) > MAX_NETWORKS:
+                raise UserError(f"{path} holds more than {MAX_NETWORKS:,} networks; split it")
     if not rows:
         raise UserError(f"{path} holds no measured networks")
     return rows

@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import warnings
 from pathlib import Path
 
-from nas.cli import UserError
+from nas.cli import UserError, describe_os_error
 from nas.cli.arch import positive_int, shape_arg
+from nas.cli.export import positive_float
 from nas.latency.errors import InputShapeError, LatencyTableError, MissingOpsError
 from nas.latency.table import EstimatedLatencyWarning
 from nas.space import FASHION_MNIST
@@ -67,7 +69,7 @@ def register(subparsers) -> None:
     p.add_argument("--runtime", choices=("onnxruntime", "torch"), default="onnxruntime")
     p.add_argument("-o", "--output", required=True, help="table CSV (resumed if it exists)")
     p.add_argument("--limit", type=positive_int, help="measure at most this many ops now (resume later)")
-    p.add_argument("--max-minutes", type=float, help="stop after about this long (resume later)")
+    p.add_argument("--max-minutes", type=positive_float, help="stop after about this long (resume later)")
     p.add_argument("--chunk", type=positive_int, default=32, help="ops measured together between saves")
     _protocol_args(p)
     p.set_defaults(handler=user_errors(cmd_profile))
@@ -127,11 +129,22 @@ def _collect_ops(args) -> tuple[set, list[str]]:
 def _protocol(args, optimization: str | None = None):
     from nas.latency.runner import Protocol
 
+    _check_cpu(args.cpu)
     try:
         return Protocol(args.warmup, args.repeats, args.rounds, threads=args.threads, cpu=args.cpu,
                         optimization=optimization or args.optimization or "extended")
     except ValueError as exc:
         raise UserError(str(exc)) from None
+
+
+def _check_cpu(index: int | None) -> None:
+    """--cpu indexes the CPUs this process may run on; out of range is a typo, not 'the last'."""
+    if index is None or not hasattr(os, "sched_getaffinity"):
+        return
+    allowed = len(os.sched_getaffinity(0))
+    if not -allowed <= index < allowed:
+        raise UserError(f"--cpu {index} is out of range: this process may run on {allowed} CPU(s), "
+                        f"so --cpu must be in [{-allowed}, {allowed - 1}] (-1: the last)")
 
 
 def cmd_profile(args) -> int:
@@ -155,7 +168,13 @@ def cmd_bundle(args) -> int:
     ops, spaces = _collect_ops(args)
     provenance = {"input": "x".join(map(str, args.input)), "classes": _classes(args), "spaces": spaces,
                   "archs": args.arch, "git_revision": git_revision()}
-    n = write_bundle(ops, args.output, provenance, progress=not args.no_progress)
+    try:
+        n = write_bundle(ops, args.output, provenance, progress=not args.no_progress)
+    except OSError as exc:  # a full disk or an unwritable folder: name the file the user asked for
+        partial = Path(args.output).with_name(Path(args.output).name + ".tmp")  # write_bundle's temporary zip
+        if partial.is_file():
+            partial.unlink()  # never leave a half-written zip behind; an earlier bundle stays as it was
+        raise UserError(f"could not write bundle {args.output}: {describe_os_error(exc)}") from None
     print(f"wrote {n} ops to {args.output}; on the device: python runner.py {Path(args.output).name} -o device.csv")
     return 0
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import torch
 
 from nas.archs import load_arch
-from nas.cli import UserError
+from nas.cli import UserError, describe_os_error
 from nas.cli.arch import positive_int
 from nas.data import DATASETS, DataError, load_dataset
+from nas.folders import unwritable_reason
 from nas.ops import count_macs, count_params, resolve
 from nas.train import OPTIMIZERS, SCHEDULES, Budget, build_network, train
 
@@ -83,27 +84,62 @@ def _initial_state(folder: str | None, spec) -> dict | None:
         return None
     path = Path(folder) / "weights.pt"
     if not path.is_file():
-        raise UserError(f"--init {folder}: no weights.pt there (write one with --save)")
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise UserError(f"--init {folder}: no weights.pt there ({path} {what}; write one with --save)")
     try:
-        state = torch.load(path, weights_only=True)
+        # weights_only: a checkpoint is data; one that would run code when unpickled is refused
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged or hostile file
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise UserError(f"--init {path} is not a PyTorch state_dict (a damaged, truncated or unsafe file: "
+                        f"{reason})") from None
+    if not isinstance(state, dict):
+        raise UserError(f"--init {path} holds a {type(state).__name__}, not a state_dict (a dict of tensors)")
+    try:
         build_network(spec).load_state_dict(state)
-    except (RuntimeError, OSError, ValueError) as exc:
+    except (RuntimeError, ValueError, TypeError) as exc:
         detail = " ".join(line.strip() for line in str(exc).splitlines()[1:3])[:300]
         raise UserError(f"--init {path} does not fit this architecture: {detail or exc}") from None
     return state
 
 
+def _check_save_folder(folder: str | None) -> None:
+    """Before training: the --save folder can be written (else training would be lost)."""
+    if folder is None:
+        return
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--save {folder!r} is a file, not a folder")
+    reason = unwritable_reason(path)
+    if reason:
+        raise UserError(f"--save folder {folder!r} is not writable: {reason}")
+
+
 def _save(folder: str, spec, result, record: dict) -> None:
+    """weights.pt, spec.json and result.json, each written whole (a temporary file renamed),
+    so that a full disk or a kill never leaves a truncated file that --init would trust."""
     out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in result.model.state_dict().items()}
-    torch.save(state, out / "weights.pt")
-    (out / "spec.json").write_text(spec.to_json(indent=2) + "\n")
-    (out / "result.json").write_text(json.dumps(record, indent=2) + "\n")
+    writers = {"weights.pt": lambda path: torch.save(state, path),
+               "spec.json": lambda path: path.write_text(spec.to_json(indent=2) + "\n"),
+               "result.json": lambda path: path.write_text(json.dumps(record, indent=2) + "\n")}
+    for name, write in writers.items():
+        partial = out / f".{name}.partial"
+        try:
+            write(partial)
+            partial.replace(out / name)
+        except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
+            partial.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                reason = describe_os_error(exc)
+            else:
+                reason = f"the write stopped part-way, is the disk full? ({str(exc).splitlines()[0][:120]})"
+            raise UserError(f"could not write {out / name}: {reason}") from None
 
 
 def cmd_train(args) -> int:
     budget = budget_from_args(args)
+    _check_save_folder(args.save)
     if args.val_fraction >= 1:
         raise UserError(f"--val-fraction must be below 1, got {args.val_fraction}")
     try:

@@ -34,6 +34,7 @@ from nas.ops import OpInstance, op_from_fields
 from nas.spec import parse_shape
 
 FORMATS = ("proxylessnas", "ofa", "runner")
+MAX_COUNT = 10**9  # measurements behind one entry: more is a damaged file
 _Z10 = 1.2815515655446004  # standard normal 90th percentile
 
 _KEY = re.compile(r"^(?P<name>[A-Za-z_0-9]+?)-input:(?P<input>\d+x\d+x\d+)-output:(?P<output>\d+(?:x\d+x\d+)?)"
@@ -109,10 +110,14 @@ def ofa_ops(key: str, classes_hint: int | None = None) -> list[tuple[OpInstance,
 def _read_yaml(path: Path) -> dict:
     import yaml
 
+    from nas.strict_parse import load_yaml
+
+    if path.is_dir():
+        raise LatencyTableError(f"public latency table {path} is a folder, not a YAML file")
     if not path.is_file():
         raise LatencyTableError(f"public latency table {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_bytes())  # safe loading; a key given twice is an error
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise LatencyTableError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict) or not data:
@@ -124,13 +129,19 @@ def _stats(value, spread_key: str, where: str, share: float) -> dict:
     if not isinstance(value, dict) or "mean" not in value:
         raise LatencyTableError(f"{where}: expected count/mean/{spread_key}, got {value!r}")
     try:
-        mean, count = float(value["mean"]), int(value.get("count", 1))
+        mean, count = float(value["mean"]), value.get("count", 1)
         sd = float(value.get(spread_key, 0.0))
     except (TypeError, ValueError):
         raise LatencyTableError(f"{where}: count/mean/{spread_key} must be numbers, got {value!r}") from None
+    if isinstance(count, bool) or not isinstance(count, (int, float)) or not 1 <= count <= MAX_COUNT \
+            or not float(count).is_integer():
+        raise LatencyTableError(f"{where}: invalid statistics: count must be a whole number of measurements in "
+                                f"[1, {MAX_COUNT}], got {count!r}")
+    count = int(count)
+    if not all(math.isfinite(v) for v in (mean, sd)) or mean < 0 or sd < 0:
+        raise LatencyTableError(f"{where}: invalid statistics: mean and {spread_key} must be finite numbers >= 0 "
+                                f"(ms), got mean {mean!r}, {spread_key} {sd!r}")
     sd = math.sqrt(sd) if spread_key == "var" else sd
-    if not all(math.isfinite(v) for v in (mean, sd)) or mean < 0 or sd < 0 or count < 1:
-        raise LatencyTableError(f"{where}: invalid statistics {value!r}")
     mean, sd = mean * share, sd * share
     return {"n": count, "median": mean, "mean": mean, "std": sd, "p10": max(0.0, mean - _Z10 * sd),
             "p90": mean + _Z10 * sd}
@@ -208,10 +219,9 @@ def import_public(path: str | Path, fmt: str, classes: int | None = None, comman
 def import_runner(path: str | Path) -> LatencyTable:
     """A table from the stand-alone runner's CSV and its JSON sidecar (checked like any
     table: the runner writes the table format)."""
-    import json
-
     from nas.latency.table import REQUIRED_PROVENANCE, sidecar_path
     from nas.latency.tableio import read_rows
+    from nas.strict_parse import loads_json
 
     path = Path(path)
     if not path.is_file():
@@ -220,8 +230,8 @@ def import_runner(path: str | Path) -> LatencyTable:
     if not side.is_file():
         raise LatencyTableError(f"runner output {path} has no {side} beside it (the runner writes both)")
     try:
-        provenance = json.loads(side.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        provenance = loads_json(side.read_bytes())
+    except (ValueError, UnicodeDecodeError) as exc:  # not JSON, not UTF-8, or a key given twice
         raise LatencyTableError(f"{side} is not valid JSON: {exc}") from None
     if not isinstance(provenance, dict) or provenance.get("source") != "runner":
         raise LatencyTableError(f"{side} was not written by the latency runner")

@@ -76,6 +76,9 @@ class Composition:
             raise LatencyTableError(f"{where}: composition terms must be numbers, got {data!r}") from None
         if not all(math.isfinite(v) for v in values.values()) or values.get("scale", 1.0) <= 0:
             raise LatencyTableError(f"{where}: composition terms must be finite with scale > 0, got {data!r}")
+        if values.get("overhead_ms", 0.0) < 0:
+            raise LatencyTableError(f"{where}: composition overhead_ms is a measured call time, so >= 0; "
+                                    f"got {values['overhead_ms']!r}")
         return cls(**values, fitted=data.get("fitted"))
 
 
@@ -253,16 +256,21 @@ class LatencyTable:
         extra = [c for c in OPTIONAL_COLUMNS if any(c in self.entries[k] for k in keys)]
         columns = ["key", *FIELD_COLUMNS, *STAT_COLUMNS, *extra]
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            for key in keys:
-                stats = {c: _format(self.entries[key].get(c, "")) for c in (*STAT_COLUMNS, *extra)}
-                writer.writerow({"key": key, **self.ops[key].fields(), **stats})
+        side_tmp = path.with_name(path.name + ".json.tmp")
         sidecar = {**self.provenance, "format": FORMAT, "format_version": FORMAT_VERSION, "kind": KIND,
                    "rows": len(keys), "keys_sha256": keys_digest(keys), "composition": self.composition.as_dict()}
-        side_tmp = path.with_name(path.name + ".json.tmp")
-        side_tmp.write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
+        try:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=columns)
+                writer.writeheader()
+                for key in keys:
+                    stats = {c: _format(self.entries[key].get(c, "")) for c in (*STAT_COLUMNS, *extra)}
+                    writer.writerow({"key": key, **self.ops[key].fields(), **stats})
+            side_tmp.write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
+        except OSError as exc:  # a full disk, say: leave no partial file behind, keep the old table
+            for partial in (tmp, side_tmp):
+                partial.unlink(missing_ok=True)
+            raise LatencyTableError(f"could not write latency table {path}: {exc.strerror or exc}") from None
         tmp.replace(path)
         side_tmp.replace(sidecar_path(path))
         self.path = str(path)

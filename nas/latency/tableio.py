@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 
@@ -20,16 +19,21 @@ from nas.latency.table import (
     sidecar_path,
 )
 from nas.spec import SpecError, parse_shape
+from nas.strict_parse import loads_json
+
+MAX_REPEATS = 10**9  # the measurement count of one op: more is a damaged file, not a measurement
 
 
 def read_sidecar(path: Path) -> dict:
     side = sidecar_path(path)
+    if side.is_dir():
+        raise LatencyTableError(f"provenance file {side} of latency table {path} is a folder, not a JSON file")
     if not side.is_file():
         raise LatencyTableError(f"latency table {path} has no provenance file {side} beside it "
                                 f"(every table needs its JSON sidecar)")
     try:
-        data = json.loads(side.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = loads_json(side.read_bytes())
+    except (ValueError, UnicodeDecodeError) as exc:  # not JSON, not UTF-8, or a key given twice
         raise LatencyTableError(f"provenance file {side} is not valid JSON: {exc}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise LatencyTableError(f"{side} is not a latency table provenance file (format {FORMAT!r} expected)")
@@ -59,8 +63,9 @@ def _stats(row: dict, where: str) -> dict:
         if not math.isfinite(value) or value < 0:
             raise LatencyTableError(f"{where}: column {column!r} must be a finite number >= 0, got {text!r}")
         stats[column] = value
-    if stats["n"] < 1 or not stats["n"].is_integer():
-        raise LatencyTableError(f"{where}: n must be a positive integer, got {row['n']!r}")
+    if not 1 <= stats["n"] <= MAX_REPEATS or not stats["n"].is_integer():
+        raise LatencyTableError(f"{where}: n must be a positive integer (measurements, at most {MAX_REPEATS}), "
+                                f"got {row['n']!r}")
     stats["n"] = int(stats["n"])
     if not stats["p10"] <= stats["median"] <= stats["p90"]:
         raise LatencyTableError(f"{where}: expected p10 <= median <= p90, got {stats['p10']}, "
@@ -112,6 +117,8 @@ def read_rows(path: Path) -> tuple[dict, dict]:
 
 def read_table(path: Path) -> tuple[dict, dict, dict]:
     """(entries, ops, provenance) of a table, with the CSV and sidecar checked against each other."""
+    if path.is_dir():
+        raise LatencyTableError(f"latency table {path} is a folder; expected a table CSV (with its .json beside it)")
     if not path.is_file():
         raise LatencyTableError(f"latency table {path} does not exist")
     provenance = read_sidecar(path)

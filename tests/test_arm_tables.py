@@ -191,3 +191,16 @@ def test_a_deployment_shape_the_table_was_not_measured_for_is_refused(tmp_path):
                         "latency": {"table": "pixel1-proxylessnas", "input": "big"}})
     with pytest.raises(ValueError, match="latency.input"):
         run_experiment(bad, progress=False, evaluator=FakeEvaluator(), log=lambda line: None)
+
+
+def test_an_exported_network_is_priced_as_its_search_priced_it():
+    from nas.config import LatencyConfig
+    from nas.latency.deployment import price_for_config
+
+    train, deploy = get_space("proxylessnas", (28, 28, 1), 10), get_space("proxylessnas", (224, 224, 3), 10)
+    spec = train.sample(5)
+    latency = LatencyConfig(table="pixel1-proxylessnas", missing="estimate", input="224x224x3")
+    ms, model = price_for_config(latency, "proxylessnas", {}, spec)
+    table = load_latency_model("pixel1-proxylessnas")
+    assert ms == pytest.approx(table.predict(resolve(deploy.decode(train.encode(spec)))))
+    assert model.provenance["device"] == "Google Pixel 1"

@@ -163,3 +163,12 @@ def pricing_sentence(summary: dict | None) -> str:
         text += (f" {s['networks_with_estimates']} of the {s['networks_priced']} networks priced had ops the table "
                  f"lacks, estimated from its own entries (at most {s['estimated_ops_per_network']} per network).")
     return text
+
+
+def price_for_config(latency, space_name: str, space_options: dict[str, Any] | None, spec: ArchSpec):
+    """``spec`` (a member or baseline of a run) priced as the run's search priced it: with its
+    ``latency`` config (a LatencyConfig: table, missing, input), at ``latency.input`` when
+    given. Returns (ms, the latency model)."""
+    space = get_space(space_name, tuple(spec.input), spec.classes, **(space_options or {}))
+    model = load_pricing(latency.table, latency.missing, latency.input, space, space_options)
+    return price(model, spec), model

@@ -208,6 +208,9 @@ def render_html(study, frame, front, baselines, history, paths, label: str) -> s
     ]
     if trajectory:
         sections += ["<h2>NetAdapt trajectory</h2>", pd.DataFrame(trajectory).to_html(index=False)]
+    from nas.verify.section import verified_section  # `nas verify`'s results, when the run has them
+
+    sections.append(verified_section(paths["report.html"].parent))
     sections += ["<h2>Pareto architectures</h2>", *specs,
                  "<h2>Experiment config</h2>", f"<pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>"]
     style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}"

@@ -21,7 +21,8 @@ import sys
 # `nas arch ...` does not pay for importing the search, the report and the exporter
 COMMANDS = {"spaces": "nas.cli.arch", "arch": "nas.cli.arch", "search": "nas.cli.search",
             "report": "nas.cli.search", "pareto": "nas.cli.search", "train": "nas.cli.train",
-            "latency": ("nas.cli.latency", "nas.cli.calibrate"), "export": "nas.cli.export"}
+            "latency": ("nas.cli.latency", "nas.cli.calibrate"), "export": "nas.cli.export",
+            "verify": "nas.cli.verify"}
 COMMAND_MODULES = ("nas.cli.arch", "nas.cli.search", "nas.cli.train", "nas.cli.latency", "nas.cli.calibrate",
                    "nas.cli.export", "nas.cli.verify")
 

@@ -204,3 +204,10 @@ def test_an_exported_network_is_priced_as_its_search_priced_it():
     table = load_latency_model("pixel1-proxylessnas")
     assert ms == pytest.approx(table.predict(resolve(deploy.decode(train.encode(spec)))))
     assert model.provenance["device"] == "Google Pixel 1"
+
+
+def test_this_machine_never_validates_or_calibrates_a_device_table(capsys):
+    for command in ("validate", "compose"):
+        assert main(["latency", command, "--space", "proxylessnas", "--input", "224x224x3",
+                     "--table", "pixel1-proxylessnas"]) == 2
+        assert "measured on Google Pixel 1" in capsys.readouterr().err

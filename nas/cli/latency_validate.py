@@ -37,10 +37,15 @@ def register_validate(group, space_args, protocol_args) -> None:
 
 def _setup(args):
     from nas.cli.latency import _classes, _protocol
+    from nas.latency.registry import resolve_table
     from nas.latency.table import LatencyTable
     from nas.space import get_space
 
+    args.table = str(resolve_table(args.table))  # a shipped table's name or a path; compose saves here
     table = LatencyTable.from_file(args.table)
+    if table.provenance.get("source") == "import":
+        raise UserError(f"{args.table} was measured on {table.provenance.get('device', 'another device')}: "
+                        f"networks measured on this machine cannot validate or calibrate it")
     table.check_input(args.input)
     space = get_space(args.space, args.input, _classes(args))
     runtime = args.runtime if getattr(args, "runtime", None) else (

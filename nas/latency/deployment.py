@@ -137,7 +137,7 @@ def pricing_summary(model, table: str, deploy_input: str | None) -> dict[str, An
     counts = getattr(model, "estimated", None)
     if counts is not None:
         out.update(networks_priced=len(counts), networks_with_estimates=sum(1 for n in counts.values() if n),
-                   estimated_ops_per_network=max(counts.values(), default=0))
+                   estimated_ops_min=min(counts.values(), default=0), estimated_ops_max=max(counts.values(), default=0))
     return out
 
 
@@ -159,9 +159,12 @@ def pricing_sentence(summary: dict | None) -> str:
     shape = f"input {s['shape']}" + (" (the deployment shape; networks are trained at the dataset's input)"
                                      if s.get("deployment_shape") else "")
     text = f"Latencies are predicted for {device}, {s['runtime']}{threads}, {shape}, from table {s['table']}."
-    if "networks_priced" in s:
-        text += (f" {s['networks_with_estimates']} of the {s['networks_priced']} networks priced had ops the table "
-                 f"lacks, estimated from its own entries (at most {s['estimated_ops_per_network']} per network).")
+    if s.get("networks_with_estimates"):
+        text += (f" Ops the table lacks were estimated from its own entries: {s['estimated_ops_min']} to "
+                 f"{s['estimated_ops_max']} per network, in {s['networks_with_estimates']} of the "
+                 f"{s['networks_priced']} networks priced (candidates, baselines and the pre-flight sample).")
+    elif "networks_priced" in s:
+        text += f" Every op of the {s['networks_priced']} networks priced was in the table (none estimated)."
     return text
 
 

@@ -345,12 +345,12 @@ def load_run_dataset(config: ExperimentConfig) -> Dataset:
 def predict_latency(selection: Selection) -> dict[str, Any]:
     """The device table's prediction for the chosen network (ms): computed afresh with the
     run's table when it loads, else the value the search recorded with it."""
-    from nas.latency import load_latency_model
+    from nas.latency.deployment import price_for_config  # at latency.input, as the search priced it
 
     table = selection.config.latency.table
     try:
-        model = load_latency_model(table, missing=selection.config.latency.missing)
-        ms = float(model.predict(resolve(selection.spec)))
+        config = selection.config
+        ms, model = price_for_config(config.latency, config.space.name, config.space.options, selection.spec)
     except (ValueError, OSError, TypeError) as exc:
         reason = str(exc).splitlines()[0][:200]
         return {"latency_ms": selection.predicted_ms, "table": table, "device": None,

@@ -46,6 +46,11 @@ def register(subparsers) -> None:
     p.add_argument("--k", type=int, help="use K random rows of the CSV (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed for --k and the cross-validation folds")
     p.add_argument("--device", help="device name recorded in the model's provenance")
+    p.add_argument("--references", metavar="DATA",
+                   help="few-shot transfer: reference devices' measurements of the space (the shared ARM data "
+                        "folder, or a CSV with one network per row and <device>_ms columns); their per-op "
+                        "tables join the model, so a handful of measured networks suffice (needs --space)")
+    p.add_argument("--exclude", default="", help="reference devices to leave out, comma-separated")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(handler=run)
 
@@ -93,17 +98,38 @@ def _parse_rows(path: Path, arch_col: str, ms_col: str) -> list[tuple[str, float
     return rows
 
 
+def _arch_text(arch: str, space: str | None) -> str:
+    """FBNet networks may be given as HW-NAS-Bench's bare index list (``[0, 8, ...]``)."""
+    return f"fbnet:{arch}" if space == "fbnet" and arch.strip().startswith("[") else arch
+
+
 def _networks(rows, args) -> list[tuple]:
     shape = parse_shape(args.input) if args.input else None
-    space = get_space(args.space, shape or (32, 32, 3), args.classes or 10) if args.space else None
+    default_classes = 100 if args.space == "fbnet" else 10
+    space = get_space(args.space, shape or (32, 32, 3), args.classes or default_classes) if args.space else None
     nets = []
     for arch, _ in rows:
-        spec = load_arch(arch, shape, args.classes)
+        spec = load_arch(_arch_text(arch, args.space), shape, args.classes)
         if space is not None and not space.contains(spec):
             raise UserError(f"network {arch[:80]!r} is not in space {args.space!r} at input "
                             f"{'x'.join(map(str, space.input_shape))} (check --space and --input)")
         nets.append(resolve(spec))
     return nets
+
+
+def _references(args, provenance: dict):
+    """Reference tables for ``--references`` (fitted on every network of the reference file)."""
+    if not args.references:
+        return None
+    from nas.latency.fewshot import load_references, reference_file
+
+    if not args.space:
+        raise UserError("--references needs --space (the space the reference measurements are of)")
+    exclude = [d.strip() for d in args.exclude.split(",") if d.strip()]
+    path = reference_file(args.references, args.space)
+    references = load_references(path, args.space, exclude)
+    provenance["reference_file"] = path.name
+    return references
 
 
 def run(args) -> int:
@@ -126,13 +152,16 @@ def run(args) -> int:
                   "base_table": args.table, "space": args.space,
                   "input": "x".join(map(str, next(iter(shapes)))) if len(shapes) == 1 else None}
     try:
-        model = calibrate(nets, [ms for _, ms in rows], table=table, seed=args.seed, provenance=provenance)
+        references = _references(args, provenance)
+        model = calibrate(nets, [ms for _, ms in rows], table=table, seed=args.seed, provenance=provenance,
+                          references=references)
     except (CalibrationError, SpecError) as exc:
         raise UserError(str(exc)) from None
     model.save(args.output)
     prov = model.provenance
     summary = {"output": args.output, "networks": prov["networks"], "selected": prov["selected"],
-               "ridge": prov["ridge"], "cv_loss": prov["cv_trace"][-1]["cv_loss"], "device": prov["device"]}
+               "ridge": prov["ridge"], "cv_loss": prov["cv_trace"][-1]["cv_loss"], "device": prov["device"],
+               "references": sorted(model.references)}
     if args.json:
         print(json.dumps(summary, indent=1))
     else:

@@ -450,11 +450,13 @@ class CalibratedLatencyModel:
         return ms
 
     def check_input(self, shape: Sequence[int]) -> None:
-        """ValueError when the model was calibrated for another input shape (HxWxC)."""
+        """InputShapeError (a ValueError) when the model was calibrated for another input shape."""
+        from nas.latency.errors import InputShapeError
+
         measured = self.provenance.get("input")
         got = "x".join(map(str, shape))
         if measured is not None and measured != got:
-            raise ValueError(f"this latency model was calibrated for input {measured}, not {got}")
+            raise InputShapeError(f"this latency model was calibrated for input {measured}, not {got}")
 
     def predict(self, ops: Sequence[OpInstance]) -> float:
         """Predicted latency of the whole network, in milliseconds."""

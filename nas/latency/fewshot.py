@@ -32,7 +32,8 @@ from nas.ops import OpInstance
 
 #: features of a reference table: per-key costs, graph context and adjacent pairs
 REFERENCE_CONFIG = Config(("keys", "context", "pairs"), CONTEXT_TAGS, False)
-REFERENCE_RIDGE = 1e-4  # thousands of networks per device: the refinements need little shrinkage
+REFERENCE_RIDGES = (1e-6, 1e-4, 1e-2)  # chosen per device on a held-out fifth of its networks
+REFERENCE_RIDGE = 1e-4  # the shipped NAS-Bench-201 device models (15,625 networks, nothing to choose)
 MS_SUFFIX = "_ms"
 
 
@@ -80,23 +81,24 @@ class ReferenceTable:
 
 
 def fit_reference(device: str, networks: Sequence[Sequence[OpInstance]], measured_ms: Sequence[float],
-                  ridge: float = REFERENCE_RIDGE, provenance: Mapping[str, Any] | None = None) -> ReferenceTable:
-    """Fit one reference device's table to its measured networks (Huber loss on the relative
-    error, ridge on everything but the intercept and the per-kind base costs)."""
-    return fit_references({device: measured_ms}, networks, ridge, provenance)[device]
+                  provenance: Mapping[str, Any] | None = None) -> ReferenceTable:
+    """Fit one reference device's table to its measured networks (see :func:`fit_references`)."""
+    return fit_references({device: measured_ms}, networks, provenance)[device]
 
 
 def fit_references(measured: Mapping[str, Sequence[float]], networks: Sequence[Sequence[OpInstance]],
-                   ridge: float = REFERENCE_RIDGE,
-                   provenance: Mapping[str, Any] | None = None) -> dict[str, ReferenceTable]:
+                   provenance: Mapping[str, Any] | None = None, seed: int = 0) -> dict[str, ReferenceTable]:
     """A :class:`ReferenceTable` per device of ``measured`` (device -> ms per network, in the
-    order of ``networks``); the design matrix is built once for all devices."""
-    from nas.latency.calibrate import _fit_matrix
+    order of ``networks``): Huber loss on the relative error, ridge on everything but the
+    intercept and the per-kind base costs, its strength chosen per device on a held-out fifth
+    of the networks. The design matrix is built once for all devices."""
+    from nas.latency.calibrate import _fit_matrix, _score
 
     nets = [tuple(ops) for ops in networks]
     if not nets:
         raise CalibrationError("reference tables need measured networks, got none")
     names, X = _design(Featurizer(REFERENCE_CONFIG, None), nets)
+    holdout = np.random.default_rng(seed).permutation(len(nets)) < len(nets) // 5
     tables = {}
     for device, ms in measured.items():
         y = np.asarray(ms, dtype=float)
@@ -105,10 +107,19 @@ def fit_references(measured: Mapping[str, Sequence[float]], networks: Sequence[S
         ok = np.isfinite(y) & (y > 0)
         if ok.sum() < 10:
             raise CalibrationError(f"reference device {device!r} has fewer than 10 positive finite latencies")
+        fit, check = ok & ~holdout, ok & holdout
+        ridge = REFERENCE_RIDGE if check.sum() < 5 else min(REFERENCE_RIDGES, key=lambda lam: _score(
+            X[check] @ _fit_matrix(names, X[fit], y[fit], lam, REFERENCE_CONFIG), y[check]))
         theta = _fit_matrix(names, X[ok], y[ok], ridge, REFERENCE_CONFIG)
         prov = {"networks": int(ok.sum()), "ridge": ridge, **(provenance or {})}
         tables[device] = ReferenceTable(device, {n: t for n, t in zip(names, theta) if t != 0.0}, prov)
     return tables
+
+
+def predict_matrix(tables: Mapping[str, ReferenceTable], networks: Sequence[Sequence[OpInstance]]) -> dict:
+    """{device: predicted ms per network} for many networks at once (one design matrix)."""
+    names, X = _design(Featurizer(REFERENCE_CONFIG, None), [tuple(ops) for ops in networks])
+    return {d: X @ np.array([t.coef.get(n, 0.0) for n in names]) for d, t in tables.items()}
 
 
 # --------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ class DeploymentPricing:
         self.deploy_space = deploy_space
         self.provenance = getattr(model, "provenance", {})
         self.estimated: dict[str, int] = {}  # arch_id -> estimated ops, of the networks priced
+        self._deployed: dict[ArchSpec, ArchSpec] = {}  # the search prices a spec several times
 
     @property
     def deploy_shape(self) -> tuple[int, int, int]:
@@ -59,8 +60,18 @@ class DeploymentPricing:
         """
         if tuple(spec.input) == self.deploy_shape:
             return spec
-        if self.train_space.contains(spec):
-            return self.deploy_space.decode(self.train_space.encode(spec))
+        deployed = self._deployed.get(spec)
+        if deployed is None:
+            deployed = self._deployed[spec] = self._rebuild(spec)
+        return deployed
+
+    def _rebuild(self, spec: ArchSpec) -> ArchSpec:
+        try:
+            params = self.train_space.encode(spec)
+            if self.train_space.decode(params) == spec:  # a member of the space
+                return self.deploy_space.decode(params)
+        except SpecError:
+            pass
         name = _reference_name(spec)
         if name is None:
             raise SpecError(f"cannot rebuild {spec.arch_id} at the deployment shape "

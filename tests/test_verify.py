@@ -220,6 +220,17 @@ def test_folders_that_are_not_runs_are_refused(tmp_path, synthetic):
     assert list((tmp_path / "empty").iterdir()) == []
 
 
+def test_a_config_without_its_study_is_refused_and_no_empty_study_is_made(run_folder, synthetic):
+    (run_folder / "study.db").unlink()
+    with pytest.raises(VerifyError, match="is not a run folder: it has config.yaml but no study.db"):
+        verify(run_folder, dataset=synthetic)
+    assert not (run_folder / "study.db").exists()
+    (run_folder / "config.yaml").write_text("name: [")
+    with pytest.raises(VerifyError, match="config.yaml is not readable YAML") as info:
+        verify(run_folder, dataset=synthetic)
+    assert "\n" not in str(info.value)  # one line, as every error of the command line
+
+
 def test_a_dataset_of_another_shape_is_refused_before_training(run_folder):
     trainer = FakeTrainer()
     other = load_dataset("synthetic", train=40, test=20, shape=(32, 32, 3))

@@ -5,7 +5,7 @@ A search scores each candidate after a short training on part of the data; two m
 disagree on that score by as much as the wins a report claims. Verification answers whether a
 win survives full training::
 
-    result = verify_run("runs/quickstart", picks=3, epochs=2, seeds=2)
+    result = verify_run("runs/quickstart", picks=3, epochs=1, seeds=2)
     result["dominating"]   # picks faster than a baseline at at-least its mean test accuracy
 
 Finished trainings are cached in the run folder (``verify_cache.jsonl``, one line per

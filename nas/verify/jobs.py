@@ -33,11 +33,12 @@ class Job:
     budget: Budget
 
 
-def budget_key(budget: Budget, dataset: Dataset | None = None) -> str:
-    """What a cached result depends on besides the architecture: the training budget (its
-    epochs, seed and settings) and the data."""
-    data = f"|{dataset.key}" if dataset is not None else ""
-    return f"verify{data}|{budget.key}"
+def budget_key(budget: Budget, dataset: Dataset) -> str:
+    """What a cached result depends on besides the architecture: the data (its name, split
+    and size) and the training budget (epochs, seed and every setting that changes the
+    result)."""
+    size = f"{len(dataset.train) + len(dataset.val)}+{len(dataset.test)}"
+    return f"verify|{dataset.key}:{size}|{budget.key}"
 
 
 def train_and_test(spec: ArchSpec, dataset: Dataset, budget: Budget,
@@ -120,10 +121,12 @@ def run_jobs(jobs: list[Job], dataset: Dataset, cache: ResultCache, *, progress:
     trainer = trainer or train_and_test
     results: dict[tuple[str, int], dict] = {}
     todo: list[Job] = []
+    seen: set[tuple[str, int]] = set()
     for job in jobs:
         identity = (job.candidate.arch_id, job.seed)
-        if identity in results or any((j.candidate.arch_id, j.seed) == identity for j in todo):
+        if identity in seen:
             continue
+        seen.add(identity)
         cached = cache.get(job.candidate.arch_id, budget_key(job.budget, dataset))
         if cached is not None:
             results[identity] = cached

@@ -66,7 +66,7 @@ def verify_run(folder: str | Path, *, picks: int = DEFAULTS["picks"], epochs: in
     verdict["settings"] = {"picks": picks, "epochs": epochs, "seeds": seeds, "dataset": dataset.key,
                            "train_images": len(dataset.train) + len(dataset.val), "test_images": len(dataset.test),
                            "budget": {k: v for k, v in budgets[0].to_dict().items() if k != "seed"},
-                           "seconds": round(time.perf_counter() - start, 1),
+                           "seconds_this_call": round(time.perf_counter() - start, 1),
                            "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
     with written_whole(folder / RESULT_FILE) as path:
         path.write_text(json.dumps(verdict, indent=2) + "\n")

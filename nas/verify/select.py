@@ -131,9 +131,13 @@ def read_run(folder: str | Path, picks: int) -> RunNetworks:
     folder = Path(folder)
     try:
         config = read_run_config(folder)
+        if config.storage is None and not (folder / "study.db").is_file():
+            # checked here: opening a missing SQLite file would create an empty one
+            raise VerifyError(f"{str(folder)!r} is not a run folder: it has config.yaml but no study.db "
+                              "(run `nas search` first)")
         study = open_run(folder)
     except (ExportError, ReportError) as exc:
-        raise VerifyError(str(exc)) from None
+        raise VerifyError(" ".join(str(exc).split())) from None  # one line, as the command line prints it
     frame = trials_frame(study)
     chosen = front_picks(frame, picks)
     if not chosen:

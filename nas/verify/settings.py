@@ -14,8 +14,10 @@ CACHE_FILE = "verify_cache.jsonl"  # one line per finished (architecture, seed, 
 LIMITS = {"picks": (1, 100), "epochs": (1, 1000), "seeds": (1, 50)}
 
 # Affordable on 2 cores (docs/verify.md has the arithmetic): the quickstart's 3 picks and 3
-# baselines, 2 seeds each, 2 epochs on all 60,000 Fashion-MNIST training images.
-DEFAULTS = {"picks": 3, "epochs": 2, "seeds": 2}
+# baselines, 2 seeds each, one epoch on all 60,000 Fashion-MNIST training images (11x the
+# search's per-network budget) is 12 epochs of training, about 25-40 minutes; two would pass
+# an hour.
+DEFAULTS = {"picks": 3, "epochs": 1, "seeds": 2}
 
 
 class VerifyError(ValueError):

@@ -197,8 +197,6 @@ def test_worker_killed_while_writing_the_report_leaves_no_partial_report(tmp_pat
     assert open_run(folder, storage=config["storage"]).study_name == config["study"]  # later commands find it
 
 
-@pytest.mark.xfail(strict=True, reason="known gap (issue 20): Optuna's journal storage has no heartbeats, so a "
-                   "killed worker's trial stays RUNNING and is never retried")
 def test_journal_worker_killed_during_a_trial_loses_and_repeats_nothing(tmp_path):
     """The journal storage (a file shared by workers) has no heartbeats in Optuna: the killed
     trial must still be failed and retried when the run is resumed."""

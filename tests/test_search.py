@@ -331,6 +331,7 @@ class BeatRecorder(optuna.storages.RDBStorage):
 
     def __init__(self, interval_s: float):  # RDBStorage's own __init__ (a database) is not called
         self.interval_s, self.beats = interval_s, []
+        self.grace_period = None  # as RDBStorage's attribute: None means twice the interval
 
     def get_heartbeat_interval(self):
         return self.interval_s

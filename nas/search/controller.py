@@ -117,9 +117,11 @@ class Controller:
     def __init__(self, *, study: optuna.Study, space: SearchSpace, evaluator: Evaluator,
                  latency_model: LatencyModel, objective: Objective, trials: int | None = None,
                  timeout_s: float | None = None, progress: bool = True,
-                 log: Callable[[str], None] | None = None, storage: optuna.storages.BaseStorage | None = None):
+                 log: Callable[[str], None] | None = None, storage: optuna.storages.BaseStorage | None = None,
+                 heartbeat_interval_s: float = 5, grace_period_s: float = 20):
         """``storage`` is the storage object the study was opened with; when it has heartbeats
-        (an RDB storage), running trials beat and dead workers' trials are waited for."""
+        (RDB storages, journal files), running trials beat and dead workers' trials are waited
+        for. The interval and grace period apply to journal files (RDB storages keep theirs)."""
         self.storage = storage
         self.study, self.space, self.evaluator = study, space, evaluator
         self.latency_model, self.objective = latency_model, objective
@@ -128,7 +130,7 @@ class Controller:
         self.choices = space.parameters()
         self.consecutive_errors = 0
         self.consecutive_duplicates = 0
-        self.heartbeat = Heartbeat(storage)
+        self.heartbeat = Heartbeat(storage, heartbeat_interval_s, grace_period_s)
 
     # ---- measuring
 
@@ -151,7 +153,7 @@ class Controller:
         return len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
     def heartbeat_interval_s(self) -> float:
-        return self.storage.get_heartbeat_interval() if self.heartbeat.enabled else 0.0
+        return self.heartbeat.interval_s if self.heartbeat.enabled else 0.0
 
     def next_action(self, states: list[TrialState]) -> str:
         """``run`` a trial, ``wait`` for others in flight, or ``stop``. Queued trials
@@ -185,7 +187,7 @@ class Controller:
             while True:
                 if time.monotonic() >= next_stale_check:
                     # Heartbeats are this far apart: checking for dead workers more often finds nothing new.
-                    optuna.storages.fail_stale_trials(self.study)
+                    self.heartbeat.fail_stale(self.study)
                     next_stale_check = time.monotonic() + self.heartbeat_interval_s()
                 if self.timeout_s is not None and time.perf_counter() - start >= self.timeout_s:
                     summary.notes.append(f"stopped by the {self.timeout_s:g} s timeout")

@@ -245,7 +245,8 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True, storage_u
                                     identity=identity, force_new=force_new)
     controller = Controller(study=study, space=space, evaluator=evaluator, latency_model=latency_model,
                             objective=objective, trials=config.trials, timeout_s=config.timeout_s,
-                            progress=progress, log=log, storage=storage)
+                            progress=progress, log=log, storage=storage,
+                            heartbeat_interval_s=config.heartbeat_interval_s, grace_period_s=config.grace_period_s)
     if study.study_name != config.study_name:
         controller.log(f"study {config.study_name!r} was made with another setup: this run uses study "
                        f"{study.study_name!r}, made with this one (the run folder's config.yaml names it)")

@@ -20,7 +20,7 @@ from typing import Any
 
 import optuna
 import sqlalchemy
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.search.batched_storage import BatchedRDBStorage
@@ -170,34 +170,85 @@ def _relaxed_sync(dbapi_connection, _record) -> None:
 
 
 def heartbeats_enabled(storage: optuna.storages.BaseStorage | None) -> bool:
-    """Whether running trials on this storage record heartbeats (RDB storages opened by
-    :func:`make_storage`)."""
+    """Whether running trials on this storage record heartbeats: RDB storages opened by
+    :func:`make_storage` (Optuna's heartbeats) and journal files (ours, see :class:`Heartbeat`)."""
+    return _optuna_heartbeats(storage) or isinstance(storage, JournalStorage)
+
+
+def _optuna_heartbeats(storage: optuna.storages.BaseStorage | None) -> bool:
     return isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() is not None
+
+
+HEARTBEAT_ATTR = "nas:heartbeat"  # journal files: a running trial's last beat, in seconds since the epoch
 
 
 class Heartbeat:
     """Records the heartbeat of the trial being evaluated from a background thread, so that
     the trial of a worker that dies is detected as stale and retried (ask/tell has no built-in
     heartbeat). :meth:`first` records a trial's first beat; inside :meth:`beating` the thread
-    beats the trial every heartbeat interval.
+    beats the trial every heartbeat interval; :meth:`fail_stale` fails the trials whose beats
+    stopped for the grace period and queues their retry.
+
+    RDB storages keep Optuna's heartbeats. Optuna's journal storage has none, so on a journal
+    file a beat is the trial's ``nas:heartbeat`` system attribute (public storage methods only)
+    and a trial with no beat yet counts from its start; stale trials are failed and retried
+    with Optuna's own retry callback. This compares the clocks of the workers' machines: keep
+    them synchronised (NTP) when workers on several machines share a journal file.
 
     One thread serves a run's consecutive trials (starting one per trial cost 0.1 ms); it ends
     by itself when a whole interval passes with no trial, and the next trial starts another."""
 
-    def __init__(self, storage: optuna.storages.BaseStorage | None):
+    def __init__(self, storage: optuna.storages.BaseStorage | None, interval_s: float = 5,
+                 grace_period_s: float = 20):
         self.storage = storage
         self.enabled = heartbeats_enabled(storage)
+        self.optuna_heartbeats = _optuna_heartbeats(storage)
+        self.interval_s = storage.get_heartbeat_interval() if self.optuna_heartbeats else interval_s
+        self.grace_period_s = ((storage.grace_period or 2 * self.interval_s) if self.optuna_heartbeats
+                               else grace_period_s)
         # Held while a beat is written: once beating() has returned, no beat of its trial follows.
         self._lock = threading.Lock()
         self._trial_id: int | None = None
         self._thread: threading.Thread | None = None
+
+    def _record(self, trial_id: int) -> None:
+        if self.optuna_heartbeats:
+            self.storage.record_heartbeat(trial_id)
+        else:
+            self.storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
 
     def first(self, trial_id: int) -> None:
         """Record a trial's first heartbeat as soon as it is asked: a trial without any
         heartbeat row is never detected as stale, so from now on a dead worker's trial is
         retried."""
         if self.enabled:
-            self.storage.record_heartbeat(trial_id)
+            self._record(trial_id)
+
+    def fail_stale(self, study: optuna.Study) -> None:
+        """Fail the running trials of dead workers and queue their retries."""
+        if self.optuna_heartbeats:
+            optuna.storages.fail_stale_trials(study)
+        elif self.enabled:
+            self._fail_stale_by_attribute(study)
+
+    def _fail_stale_by_attribute(self, study: optuna.Study) -> None:
+        now = time.time()
+        study_id = None
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            last = trial.system_attrs.get(HEARTBEAT_ATTR)
+            if last is None and trial.datetime_start is not None:
+                last = trial.datetime_start.timestamp()
+            if last is None or now - last <= self.grace_period_s:
+                continue
+            if study_id is None:
+                study_id = self.storage.get_study_id_from_name(study.study_name)
+            trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+            try:
+                failed = self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # it ended meanwhile, or another worker failed it first
+            if failed:
+                RetryHeartbeatStaleTrialCallback(MAX_RETRY)(study, self.storage.get_trial(trial_id))
 
     @contextlib.contextmanager
     def beating(self, trial_id: int) -> Iterator[None]:
@@ -216,15 +267,14 @@ class Heartbeat:
                 self._trial_id = None
 
     def _beat(self) -> None:
-        interval = self.storage.get_heartbeat_interval()
         while True:
-            time.sleep(interval)
+            time.sleep(self.interval_s)
             with self._lock:
                 if self._trial_id is None:
                     self._thread = None  # under the lock: beating() starts a new thread from now on
                     return
                 try:
-                    self.storage.record_heartbeat(self._trial_id)
+                    self._record(self._trial_id)
                 except Exception as exc:  # a lost connection: the next beat may get through
                     warnings.warn(f"heartbeat of trial id {self._trial_id} not recorded: {exc}", RuntimeWarning,
                                   stacklevel=1)

@@ -576,6 +576,8 @@ def card_cases(template: Path) -> list[Case]:
         ("card-truncated", {"x/card.json": card[:30], "x/sample.npz": sample}, [alt("card.json")]),
         ("card-folder", {"x/card.json": folder, "x/sample.npz": sample}, [alt("card.json")]),
         ("card-wrong-keys", {"x/card.json": "{}", "x/sample.npz": sample}, [alt("card.json"), alt("formats")]),
+        ("card-duplicated-key", {"x/card.json": card.replace('{"formats"', '{"formats": {}, "formats"', 1),
+                                 "x/sample.npz": sample}, [alt("card.json"), alt("duplicate")]),
         ("card-formats-list", {"x/card.json": json.dumps({"formats": [1, 2]}), "x/sample.npz": sample},
          [alt("card.json"), alt("formats")]),
         ("card-file-escapes", {"x/card.json": card.replace("model.onnx", "../../outside.onnx"),
@@ -812,14 +814,44 @@ def issue_cases(postgres: str | None) -> list[Case]:
              ["export", "run", "--trial", "-1", "-o", "out"], [alt("-1"), alt("0..", "trials")],
              files={"run": copy_template_run}, allowed=("out",)),
     ]
-    study = f"bad-inputs-{os.getpid()}-{int(time.time())}"
-    workers = [[*search, "--storage", postgres or "", "--study", study, "--worker", str(i), "--n-trials", "3"]
-               for i in range(3)]
-    cases.append(Case("issue20", "bug5-postgres-simultaneous-workers", "3 workers start at once on PostgreSQL",
-                      search, files={"exp.yaml": exp}, allowed=("runs/t",), outcome="handled", commands=workers,
-                      parallel=True, check=same_study_everywhere,
+    def workers(url: str) -> list[list[str]]:
+        return [[*search, "--storage", url, "--worker", str(i), "--n-trials", "3"] for i in range(4)]
+
+    # a new database: the workers race to create Optuna's tables and the study
+    cases.append(Case("issue20", "bug5-sqlite-simultaneous-workers", "4 workers start at once on a new SQLite file",
+                      search, files={"exp.yaml": exp}, allowed=("runs/t", "race.db", "race.db-journal",
+                                                                 "race.db-wal", "race.db-shm", "race.db.lock"),
+                      outcome="handled", commands=workers("sqlite:///race.db"), parallel=True,
+                      check=same_study_everywhere))
+    cases.append(Case("issue20", "bug5-postgres-simultaneous-workers",
+                      "4 workers start at once on a new PostgreSQL schema", search, files={"exp.yaml": exp},
+                      allowed=("runs/t",), outcome="handled", commands=workers(postgres or ""), parallel=True,
+                      check=same_study_everywhere,
                       skip=None if postgres else "NAS_TEST_POSTGRES_URL is not set (no PostgreSQL server)"))
     return cases
+
+
+@contextlib.contextmanager
+def fresh_postgres_schema(url: str | None):
+    """``url`` pointed at a new, empty schema (dropped afterwards), so that the workers create
+    Optuna's tables at the same moment, as on a new database; None without a server."""
+    if not url:
+        yield None
+        return
+    import uuid
+
+    import sqlalchemy
+
+    schema = f"bad_inputs_{uuid.uuid4().hex[:8]}"
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
+        engine.dispose()
 
 
 # --------------------------------------------------------------------------------------
@@ -1016,6 +1048,20 @@ for line in sys.stdin:
 """
 
 
+PARALLEL_START_S = 30  # time for every worker to import the package before they start together
+_AT_THE_SAME_TIME = r"""
+import os, runpy, sys, time
+import nas.cli
+try:
+    import nas.search.runner, nas.report
+except Exception:
+    pass
+time.sleep(max(0.0, float(os.environ.pop("NAS_BENCH_START_AT")) - time.time()))
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+
 class WarmLauncher:
     def __init__(self, env: dict, folder: Path):
         self.folder = folder
@@ -1068,8 +1114,11 @@ def run_case(case: Case, base: Path, env: dict) -> dict:
     started = time.perf_counter()
     commands = case.commands or [case.argv]
     if case.parallel:
-        procs = [subprocess.Popen([sys.executable, "-m", case.module, *argv], cwd=scratch, env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+        # each worker imports the package first, then all start the command at the same instant
+        start = {**env, "NAS_BENCH_START_AT": str(time.time() + PARALLEL_START_S)}
+        procs = [subprocess.Popen([sys.executable, "-c", _AT_THE_SAME_TIME, case.module, *argv], cwd=scratch,
+                                  env=start, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  errors="replace")
                  for argv in commands]
         results = []
         for proc in procs:
@@ -1181,12 +1230,15 @@ def main(argv: list[str] | None = None) -> int:
     env.update({"MPLCONFIGDIR": str(work / "mpl"), "PYTHONWARNINGS": "default", "OMP_NUM_THREADS": "1"})
     package = subprocess.run([sys.executable, "-c", "import nas, os; print(os.path.dirname(nas.__file__))"],
                              env=env, capture_output=True, text=True, cwd=work).stdout.strip()
+    global TABLE, V2_TABLE  # the tables of the checkout under test (another one's, with PYTHONPATH)
+    tables = Path(package).parent / "latency_tables"
+    if (tables / TABLE.name).is_file() and (tables / V2_TABLE.name).is_file():
+        TABLE, V2_TABLE = tables / TABLE.name, tables / V2_TABLE.name
     global TEMPLATE
     TEMPLATE = work / "template"
     make_template(TEMPLATE, env)
     good_spec = good_spec_json(env, work)
-    postgres = os.environ.get("NAS_TEST_POSTGRES_URL")
-    with special_mounts(work) as mounts:
+    with special_mounts(work) as mounts, fresh_postgres_schema(os.environ.get("NAS_TEST_POSTGRES_URL")) as postgres:
         cases = all_cases(TEMPLATE, good_spec, mounts, postgres)
         if args.only:
             cases = [c for c in cases if args.only in c.name]

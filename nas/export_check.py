@@ -38,8 +38,8 @@ def _read(folder: str) -> tuple:
             raise CheckError(f"{path} is missing: {folder!r} is not an export folder (written by `nas export`)")
     with open(card_path, "rb") as f:
         try:
-            card = json.loads(f.read())
-        except ValueError as exc:  # not JSON, or not UTF-8 text
+            card = json.loads(f.read(), object_pairs_hook=_unique_keys)
+        except ValueError as exc:  # not JSON, not UTF-8 text, or a key given twice
             raise CheckError(f"{card_path} is not valid JSON: {exc}") from None
     _check_card(card, card_path)
     try:
@@ -53,6 +53,16 @@ def _read(folder: str) -> tuple:
     except Exception as exc:  # noqa: BLE001 - numpy raises ValueError, OSError, BadZipFile, ... for a bad file
         raise CheckError(f"{sample_path} is not a readable array archive (.npz of plain arrays): {exc}") from None
     return card, data
+
+
+def _unique_keys(pairs: list) -> dict:
+    """A JSON object whose keys are all different (a repeated key would hide the first value)."""
+    result = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r} (given more than once in one object)")
+        result[key] = value
+    return result
 
 
 def _check_card(card, card_path: str) -> None:

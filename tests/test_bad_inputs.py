@@ -308,6 +308,13 @@ def export_folder(folder: Path, card: dict, sample: dict | None = None) -> str:
 GOOD_CARD = {"formats": {"fp32": {"file": "model.onnx"}}, "checks": {"fp32_parity": {"tolerance": 1e-4}}}
 
 
+def test_export_check_refuses_a_card_with_a_key_given_twice(tmp_path):
+    folder = export_folder(tmp_path / "x", GOOD_CARD)
+    (tmp_path / "x" / "card.json").write_text(json.dumps(GOOD_CARD).replace('{"formats"', '{"formats": {}, "formats"'))
+    with pytest.raises(CheckError, match="card.json is not valid JSON: duplicate key 'formats'"):
+        check_folder(folder)
+
+
 @pytest.mark.parametrize("card, sample, message", [
     ({}, None, "card.json: expected an object with a 'formats' object"),
     ({"formats": [1, 2]}, None, "card.json: expected an object with a 'formats' object"),

@@ -27,8 +27,12 @@ NAS_TEST_POSTGRES_URL; otherwise reported as skipped with the reason) and
 
 Usage::
 
-    python benchmarks/bad_inputs.py [--out DIR] [--jobs 2] [--only SUBSTRING]
+    python benchmarks/bad_inputs.py [--out DIR] [--jobs 2] [--only SUBSTRING] [--launcher warm|exec]
     PYTHONPATH=/tmp/old python benchmarks/bad_inputs.py     # another checkout's package
+
+By default each command is forked from a warm interpreter that has already imported the
+package (``--launcher warm``: the same ``python -m`` entry point, without 4-8 s of imports per
+command); ``--launcher exec`` starts a fresh interpreter for every command instead.
 
 The last line printed is one JSON object; the per-case table is written to
 ``OUT/bad_inputs.csv`` and ``OUT/bad_inputs.md`` (OUT defaults to a new temporary folder,
@@ -784,11 +788,11 @@ def issue_cases(postgres: str | None) -> list[Case]:
         Case("issue20", "bug2-study-other-evaluator", "the same run folder with another evaluator", search,
              [alt("evaluator"), alt("--force-new")], allowed=("runs/t",),
              files={"exp.yaml": yaml_text(experiment(evaluator={"kind": "proxy", "options": {
-                 "proxies": ["synflow"], "objective": "synflow"}})), "runs/t": copy_template_search}),
+                 "proxies": ["synflow"], "objective": "synflow"}})), "runs/t": copy_template_run}),
         Case("issue20", "bug2-study-other-space", "the same run folder with another space and table", search,
              [alt("space"), alt("--force-new")], allowed=("runs/t",),
              files={"exp.yaml": yaml_text(experiment(space={"name": "mobilenet_v2"}, latency={"table": str(V2_TABLE)})),
-                    "runs/t": copy_template_search}),
+                    "runs/t": copy_template_run}),
         Case("issue20", "bug3-name-dotdot", "name: '..' (overwrote ./config.yaml)", search, [alt("name"), alt("..")],
              files={"exp.yaml": exp.replace("name: t", "name: '..'", 1), "config.yaml": "mine: keep\n"},
              allowed=("runs/t",)),
@@ -860,10 +864,6 @@ def fresh_postgres_schema(url: str | None):
 
 def copy_template_run(path: Path) -> None:
     shutil.copytree(TEMPLATE / "runs" / "t", path)
-
-
-def copy_template_search(path: Path) -> None:
-    copy_template_run(path)
 
 
 def copy_template_weights(path: Path) -> None:

@@ -181,7 +181,10 @@ def main(argv=None) -> int:
     unknown = [d for d in devices if d not in data.devices()]
     if unknown:
         parser.error(f"unknown device(s) {unknown}; {args.csv} has {data.devices()}")
-    runs = [run_seed(data, devices, ks, seed, args) for seed in range(args.seeds)]
+    runs = []
+    for seed in range(args.seeds):
+        runs.append(run_seed(data, devices, ks, seed, args))
+        print(f"seed {seed} done after {time.perf_counter() - start:.0f} s", file=sys.stderr)
     result = {"benchmark": "arm_calibration", "space": args.space, "csv": args.csv.name,
               "references": {"file": data.ref_path.name, "devices": sorted(set(data.ref_ms) - set(args.exclude)),
                              "held_out_device_excluded": True},

@@ -6,10 +6,12 @@ simple: each reference device gets a :class:`ReferenceTable`, a per-op table fit
 ridge regression to that device's whole-network latencies (one cost per op key, graph-context
 terms for dead and constant code, adjacent-pair terms). A reference table prices *any*
 network of the space, measured or not. For the new device, :func:`nas.latency.calibrate.calibrate`
-with ``references=`` adds one feature per reference device (its predicted milliseconds) and,
-by cross-validation on the K measured networks only, fits a ridge-regularised combination of
-the reference devices plus a shrunk op-level correction. Because every reference table is a
-sum over ops, so is the calibrated model: its breakdown still attributes milliseconds to ops.
+with ``references=`` adds one feature per reference device (its predicted milliseconds) and
+chooses, by cross-validation on the K measured networks only, between a ridge-regularised
+combination of all reference devices plus shrunk op-level terms (dead code run, or removed by
+the runtime) and a single reference device rescaled (``a * ms_d + b``: the closest device's
+ranking, two coefficients). Because every reference table is a sum over ops, so is the
+calibrated model: its breakdown still attributes milliseconds to ops.
 
 Reference data is a CSV with one network per row (``arch_str`` for NAS-Bench-201, ``arch``,
 a JSON list of op indices, for FBNet) and a ``<device>_ms`` column per device; see
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,8 @@ from nas.ops import OpInstance
 
 #: features of a reference table: per-key costs, graph context and adjacent pairs
 REFERENCE_CONFIG = Config(("keys", "context", "pairs"), CONTEXT_TAGS, False)
-REFERENCE_RIDGES = (1e-6, 1e-4, 1e-2)  # chosen per device on a held-out fifth of its networks
+REFERENCE_RIDGES = (1e-6, 1e-4, 1e-2)  # chosen per device on a held-out part of its networks
+CHOICE_NETWORKS = 2000
 REFERENCE_RIDGE = 1e-4  # the shipped NAS-Bench-201 device models (15,625 networks, nothing to choose)
 MS_SUFFIX = "_ms"
 
@@ -91,14 +93,18 @@ def fit_references(measured: Mapping[str, Sequence[float]], networks: Sequence[S
     """A :class:`ReferenceTable` per device of ``measured`` (device -> ms per network, in the
     order of ``networks``): Huber loss on the relative error, ridge on everything but the
     intercept and the per-kind base costs, its strength chosen per device on a held-out fifth
-    of the networks. The design matrix is built once for all devices."""
+    of a subsample of the networks. The design matrix is built once for all devices."""
     from nas.latency.calibrate import _fit_matrix, _score
 
     nets = [tuple(ops) for ops in networks]
     if not nets:
         raise CalibrationError("reference tables need measured networks, got none")
     names, X = _design(Featurizer(REFERENCE_CONFIG, None), nets)
-    holdout = np.random.default_rng(seed).permutation(len(nets)) < len(nets) // 5
+    # the ridge is chosen on a subsample (at most CHOICE_NETWORKS, a fifth held out): choosing
+    # needs far fewer networks than fitting, and the final fit uses them all
+    rank = np.random.default_rng(seed).permutation(len(nets))
+    sample = rank < min(len(nets), CHOICE_NETWORKS)
+    holdout = sample & (rank % 5 == 0)
     tables = {}
     for device, ms in measured.items():
         y = np.asarray(ms, dtype=float)
@@ -107,7 +113,7 @@ def fit_references(measured: Mapping[str, Sequence[float]], networks: Sequence[S
         ok = np.isfinite(y) & (y > 0)
         if ok.sum() < 10:
             raise CalibrationError(f"reference device {device!r} has fewer than 10 positive finite latencies")
-        fit, check = ok & ~holdout, ok & holdout
+        fit, check = ok & sample & ~holdout, ok & holdout
         ridge = REFERENCE_RIDGE if check.sum() < 5 else min(REFERENCE_RIDGES, key=lambda lam: _score(
             X[check] @ _fit_matrix(names, X[fit], y[fit], lam, REFERENCE_CONFIG), y[check]))
         theta = _fit_matrix(names, X[ok], y[ok], ridge, REFERENCE_CONFIG)
@@ -205,7 +211,3 @@ def load_references(data: str | Path, space: str, exclude: Sequence[str] = ()) -
     _, nets, measured = read_reference_csv(path, space, exclude)
     return fit_references(measured, nets, provenance={"source": str(path.name), "space": space})
 
-
-def feature_counter(ops: Sequence[OpInstance]) -> Counter:
-    """The reference features of one network (for diagnostics and tests)."""
-    return Featurizer(REFERENCE_CONFIG, None).network(tuple(ops))

@@ -307,8 +307,10 @@ def test_cli_bad_settings_exit_2_with_one_line(run_folder, capsys, args, message
 
 def test_real_training_on_synthetic_data(tmp_path):
     """One real training end to end: the fastest front network, one seed, one epoch on a small
-    synthetic dataset of the run's shape, tested on its test split."""
-    folder = make_run(tmp_path, baselines=[])
+    synthetic dataset of the run's shape, tested on its test split, with the run's training
+    settings (one thread and contiguous tensors here: the cheapest start for a fresh network)."""
+    settings = {"threads": 1, "channels_last": False, "batch_size": 64}
+    folder = make_run(tmp_path, baselines=[], evaluator={"kind": "train", "options": settings})
     small = load_dataset("synthetic", train=160, test=64)
     verdict = verify_run(folder, picks=1, epochs=1, seeds=1, dataset=small, progress=False, report=False,
                          log=lambda line: None)
@@ -323,3 +325,5 @@ def test_real_training_on_synthetic_data(tmp_path):
     assert record["metrics"]["epochs_done"] == 1.0 and record["metrics"]["seed"] == 0
     assert math.isclose(record["metrics"]["test_acc"], pick["test_acc_mean"])
     assert verdict["settings"]["train_images"] == 160 and verdict["settings"]["test_images"] == 64
+    assert {k: verdict["settings"]["budget"][k] for k in settings} == settings  # the run's settings
+    assert verdict["settings"]["budget"]["fraction"] == 1.0 and verdict["settings"]["budget"]["epochs"] == 1

@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")  # reports are files; never open a window
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from nas.folders import written_whole  # noqa: E402
@@ -38,19 +39,27 @@ def plot_front(entries: list[dict], path: Path, epochs: int | None) -> None:
         lat = [e["latency_ms"] for e in shown]
         ax.errorbar(lat, [e["test_acc_mean"] for e in shown], yerr=[e["test_acc_std"] for e in shown],
                     fmt=marker, color=color, ms=9 if marker == "*" else 6, capsize=4,
-                    label=f"{role}s: test accuracy after {epochs or '?'} epochs (mean +/- std over seeds)")
+                    label=f"{role}s: test accuracy after {epochs or '?'} epoch{'' if epochs == 1 else 's'} "
+                          "(mean +/- std over seeds)")
         scored = [e for e in shown if e["search_score"] is not None]
         ax.scatter([e["latency_ms"] for e in scored], [e["search_score"] for e in scored], facecolors="none",
-                   edgecolors=color, marker=marker, s=60 if marker == "*" else 30, label=f"{role}s: search score")
+                   edgecolors=color, marker=marker, s=60 if marker == "*" else 30,
+                   label=f"{role}s: search score (short training, validation)")
         for e in scored:
             ax.plot([e["latency_ms"]] * 2, [e["search_score"], e["test_acc_mean"]], ls=":", lw=0.8, color=color)
         for e in shown:
             ax.annotate(e["label"], (e["latency_ms"], e["test_acc_mean"]), textcoords="offset points",
                         xytext=(6, 4), fontsize=8)
+        if role == "pick":  # the front as searched and as verified
+            ordered = sorted(shown, key=lambda e: e["latency_ms"])
+            ax.plot([e["latency_ms"] for e in ordered], [e["test_acc_mean"] for e in ordered], color=color, lw=1.2)
+            searched = [e for e in ordered if e["search_score"] is not None]
+            ax.plot([e["latency_ms"] for e in searched], [e["search_score"] for e in searched], color=color, lw=0.8,
+                    ls="--")
     ax.set_xlabel("predicted latency (ms)")
     ax.set_ylabel("accuracy")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=7)
+    ax.legend(loc="best", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -71,6 +80,8 @@ def plot_ranks(entries: list[dict], path: Path, tau: float | None) -> None:
         ax.plot([1, n], [1, n], ls="--", lw=0.8, color="grey")
         ax.set_xlim(0.5, n + 0.5)
         ax.set_ylim(n + 0.5, 0.5)  # rank 1 at the top: agreement lies on the diagonal
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     tau_text = "n/a" if tau is None else f"{tau:.2f}"
     ax.set_title(f"search rank vs verified rank (Kendall tau {tau_text})", fontsize=9)
     ax.set_xlabel("rank by search score (1 = best)")
@@ -124,11 +135,13 @@ def verified_section(folder: str | Path) -> str:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return f"<h2>Verified</h2><p>{html.escape(RESULT_FILE)} cannot be read: {html.escape(str(exc))}</p>"
     tau_text = "n/a" if tau is None else f"{tau:.3f}"
-    intro = (f"<p>Retrained from scratch: {settings.get('picks', '?')} networks spread along the front and the "
-             f"baselines, {settings.get('seeds', '?')} seed(s) each, {settings.get('epochs', '?')} epoch(s) on "
-             f"{settings.get('train_images', '?')} training images ({html.escape(str(settings.get('dataset', '?')))}), "
-             f"tested on the {settings.get('test_images', '?')} test images the search never saw "
-             f"({html.escape(str(settings.get('date', '')))}). Kendall tau between the search's score and the "
-             f"verified accuracy: {tau_text}.</p>")
+    counts = (f"{len(verdict.get('picks', []))} network(s) spread along the front "
+              f"({settings.get('picks', '?')} asked) and {len(verdict.get('baselines', []))} baseline(s)")
+    training = (f"{settings.get('seeds', '?')} seed(s) each, {settings.get('epochs', '?')} epoch(s) on "
+                f"{settings.get('train_images', '?')} training images "
+                f"({html.escape(str(settings.get('dataset', '?')))})")
+    intro = (f"<p>Retrained from scratch: {counts}, {training}, tested on the {settings.get('test_images', '?')} "
+             f"test images the search never saw ({html.escape(str(settings.get('date', '')))}). Kendall tau "
+             f"between the search's score and the verified accuracy: {tau_text}.</p>")
     return "".join(["<h2>Verified</h2>", intro, _verdict_text(verdict), _img(folder / FRONT_PLOT),
                     _img(folder / RANK_PLOT), _table(entries)])

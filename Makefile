@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-.PHONY: setup quickstart test lint clean
+.PHONY: setup quickstart test test-min lint clean
 
 # torch first, pinned: its CPU build lies on disk here, while a looser spec may pull CUDA.
 $(BIN)/nas: setup.cfg pyproject.toml
@@ -31,8 +31,26 @@ quickstart: setup
 test: setup
 	NAS_TEST_POSTGRES_URL="$${NAS_TEST_POSTGRES_URL:-$$(tools/postgres-for-tests.sh)}" $(BIN)/python -m pytest -q
 
+# The oldest release of every dependency setup.cfg allows (constraints-min.txt), in a venv of
+# its own, through the same suite and lint: each floor is one the suite has passed on
+# (docs/versions.md). torch first, for the same reason as above.
+VENV_MIN ?= .venv-min
+# The stamp is written last, so that an install that failed half-way is redone.
+$(VENV_MIN)/installed: setup.cfg pyproject.toml constraints-min.txt
+	rm -rf $(VENV_MIN)
+	$(PYTHON) -m venv $(VENV_MIN)
+	$(VENV_MIN)/bin/pip install --quiet --upgrade pip
+	$(VENV_MIN)/bin/pip install --quiet -c constraints-min.txt torch
+	$(VENV_MIN)/bin/pip install --quiet -c constraints-min.txt -e '.[dev,postgres]'
+	$(VENV_MIN)/bin/pip check
+	@touch $@
+
+test-min: $(VENV_MIN)/installed
+	NAS_TEST_POSTGRES_URL="$${NAS_TEST_POSTGRES_URL:-$$(tools/postgres-for-tests.sh)}" $(VENV_MIN)/bin/python -m pytest -q
+	$(VENV_MIN)/bin/ruff check nas search_spaces tests benchmarks
+
 lint: setup
 	$(BIN)/ruff check nas search_spaces tests benchmarks
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(VENV_MIN) build *.egg-info

@@ -4,11 +4,13 @@ spec string."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from nas.space import FASHION_MNIST, Shape, get_reference, list_references
 from nas.spec import ArchSpec, SpecError
+from nas.strict_parse import loads_json
+
+MAX_SPEC_FILE_BYTES = 1_000_000  # a spec of the largest allowed network is well under 100 kB
 
 
 def _is_file(path: Path) -> bool:
@@ -42,11 +44,16 @@ def load_arch(text: str, input_shape: Shape | None = None, classes: int | None =
     if "|" in text and not _is_file(path):
         spec = ArchSpec.from_string(text)
     elif path.suffix == ".json" or _is_file(path):
+        if path.is_dir():
+            raise SpecError(f"arch file {text!r} is a folder; expected a spec JSON file")
         if not path.is_file():
             raise SpecError(f"arch file {text!r} does not exist")
+        if path.stat().st_size > MAX_SPEC_FILE_BYTES:
+            raise SpecError(f"arch file {text!r} is {path.stat().st_size:,} bytes; a spec file is at most "
+                            f"{MAX_SPEC_FILE_BYTES:,}")
         try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            data = loads_json(path.read_bytes())
+        except (ValueError, UnicodeDecodeError) as exc:  # not JSON, not UTF-8, or a key given twice
             raise SpecError(f"arch file {text!r} is not valid JSON: {exc}") from None
         if isinstance(data, dict) and "spec" in data and isinstance(data["spec"], dict):
             data = data["spec"]  # a record that wraps the spec (e.g. an exported card)

@@ -35,17 +35,28 @@ class SpecError(ValueError):
     """A spec (or its JSON or string form) is invalid; the message names the field and value."""
 
 
+# Limits far above any network this project can train or price, so that an absurd file or
+# typo (a million blocks, 10^12 channels) is refused at once instead of exhausting memory.
+MAX_CHANNELS = 16_384  # the widest layers of real CNNs have 2,048-4,096
+MAX_SIDE = 8_192  # input pixels per side
+MAX_CLASSES = 100_000  # ImageNet-21k has 21,841
+MAX_BLOCKS = 1_000  # in the whole network (ResNet-152 has about 50 blocks)
+
+
 # --------------------------------------------------------------------------------------
 # field checks
 
 
-def _check_int(block: str, field: str, value: Any, *, minimum: int = 1, choices=None) -> None:
+def _check_int(block: str, field: str, value: Any, *, minimum: int = 1, maximum: int = MAX_CHANNELS,
+               choices=None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise SpecError(f"{block}.{field} must be an integer, got {value!r}")
     if choices is not None and value not in choices:
         raise SpecError(f"{block}.{field} must be one of {list(choices)}, got {value!r}")
     if value < minimum:
         raise SpecError(f"{block}.{field} must be >= {minimum}, got {value!r}")
+    if value > maximum:
+        raise SpecError(f"{block}.{field} must be <= {maximum}, got {value!r}")
 
 
 def _check_bool(block: str, field: str, value: Any) -> None:
@@ -56,6 +67,11 @@ def _check_bool(block: str, field: str, value: Any) -> None:
 def _check_act(block: str, value: Any) -> None:
     if value not in ACTIVATIONS:
         raise SpecError(f"{block}.act must be one of {list(ACTIVATIONS)}, got {value!r}")
+
+
+def _check_block_count(count: int) -> None:
+    if count > MAX_BLOCKS:
+        raise SpecError(f"the network has {count} blocks; at most {MAX_BLOCKS} are allowed")
 
 
 def _canonical_number(value: float | int) -> float | int:
@@ -467,10 +483,20 @@ def _shape_text(shape: tuple[int, int, int]) -> str:
 
 def parse_shape(text: str, what: str = "input") -> tuple[int, int, int]:
     """Parse ``HxWxC`` (e.g. ``28x28x1``) into a tuple; a clear error otherwise."""
-    match = re.fullmatch(r"\s*(\d+)x(\d+)x(\d+)\s*", str(text))
+    match = re.fullmatch(r"\s*(\d{1,9})x(\d{1,9})x(\d{1,9})\s*", str(text))
     if not match or min(int(v) for v in match.groups()) < 1:
         raise SpecError(f"{what} must look like HxWxC with positive integers (e.g. 28x28x1), got {text!r}")
-    return tuple(int(v) for v in match.groups())  # type: ignore[return-value]
+    shape = tuple(int(v) for v in match.groups())
+    _check_shape(what, shape)
+    return shape  # type: ignore[return-value]
+
+
+def _check_shape(what: str, shape: tuple) -> None:
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in shape) or len(shape) != 3:
+        raise SpecError(f"{what} must be (H, W, C) positive integers, got {shape!r}")
+    if max(shape[:2]) > MAX_SIDE or shape[2] > MAX_CHANNELS:
+        raise SpecError(f"{what} {'x'.join(map(str, shape))} is too large: at most {MAX_SIDE} pixels per side and "
+                        f"{MAX_CHANNELS} channels")
 
 
 @dataclass(frozen=True)
@@ -484,16 +510,17 @@ class ArchSpec:
     head: tuple[Block, ...]
 
     def __post_init__(self) -> None:
-        if (not isinstance(self.input, tuple) or len(self.input) != 3
-                or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in self.input)):
+        if not isinstance(self.input, tuple):
             raise SpecError(f"input must be (H, W, C) positive integers, got {self.input!r}")
-        _check_int("spec", "classes", self.classes, minimum=1)
+        _check_shape("input", self.input)
+        _check_int("spec", "classes", self.classes, minimum=1, maximum=MAX_CLASSES)
         for name, section in (("stem", self.stem), ("head", self.head)):
             self._check_blocks(name, section)
         if not isinstance(self.stages, tuple):
             raise SpecError(f"stages must be a tuple of stages, got {type(self.stages).__name__}")
         for i, stage in enumerate(self.stages):
             self._check_blocks(f"stages[{i}]", stage)
+        _check_block_count(len(self.stem) + len(self.head) + sum(len(stage) for stage in self.stages))
         if not self.head:
             raise SpecError("head must hold at least the classifier, got no blocks")
         from nas.ops import resolve  # shape checks live with the shape arithmetic
@@ -568,6 +595,8 @@ class ArchSpec:
         for name in ("stem", "head", "stages"):
             if not isinstance(data[name], list):
                 raise SpecError(f"{name} must be a list, got {data[name]!r}")
+        _check_block_count(len(data["stem"]) + len(data["head"])
+                           + sum(len(stage) if isinstance(stage, list) else 1 for stage in data["stages"]))
         stages = []
         for i, stage in enumerate(data["stages"]):
             if not isinstance(stage, list):
@@ -601,9 +630,10 @@ class ArchSpec:
         parts = text.strip().split("|")
         if len(parts) < 3:
             raise SpecError(f"a spec string needs at least header|stem|head sections, got {text!r}")
-        header = re.fullmatch(r"(\d+x\d+x\d+)>(\d+)", parts[0].strip())
+        header = re.fullmatch(r"(\d+x\d+x\d+)>(\d{1,9})", parts[0].strip())
         if not header:
             raise SpecError(f"spec string header must look like 28x28x1>10, got {parts[0]!r}")
+        _check_block_count(text.count(",") + len(parts) - 1)
 
         def section(raw: str, where: str) -> tuple[Block, ...]:
             raw = raw.strip()

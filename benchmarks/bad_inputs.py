@@ -775,6 +775,16 @@ def same_study_everywhere(scratch: Path, results) -> tuple[str, str] | None:
         code, out = bad[0]
         return ("traceback" if TRACEBACK.search(out) else "unclear_error"), \
             f"{len(bad)} of {len(results)} workers failed: {first_line(out)}"
+    race_db = scratch / "race.db"
+    if race_db.exists():  # the SQLite case: the shared file must be whole and hold the budget
+        with contextlib.closing(sqlite3.connect(race_db)) as con:
+            if con.execute("pragma integrity_check").fetchone()[0] != "ok":
+                return "silently_accepted", "the shared SQLite file is corrupt"
+            rows = con.execute("select a.value_json from trials t join trial_user_attributes a on a.trial_id = "
+                               "t.trial_id where t.state = 'COMPLETE' and a.key = 'arch_id'").fetchall()
+        ids = [json.loads(v) for (v,) in rows]
+        if len(ids) < 3 or len(set(ids)) != len(ids):
+            return "silently_accepted", f"{len(ids)} completed trials hold {len(set(ids))} distinct architectures"
     return "clear_error", "all simultaneous workers joined one study"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import re
 import sqlite3
 import threading
@@ -91,7 +92,7 @@ def study_setup_lock(url: str) -> Iterator[None]:
     started at the same moment join one study instead of racing: on a fresh PostgreSQL
     database, simultaneous table creation fails with a unique violation in all but one worker.
     PostgreSQL: a session-level advisory lock; SQLite and journal files: an exclusive ``flock``
-    on the file itself (independent of SQLite's own locks); in memory: nothing to share."""
+    on the folder that holds the file; in memory: nothing to share."""
     if url.startswith("postgresql"):
         engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
                                           poolclass=sqlalchemy.pool.NullPool)
@@ -116,17 +117,19 @@ def study_setup_lock(url: str) -> Iterator[None]:
     if path is None:
         yield
         return
+    # The lock is taken on the file's folder, never on the file: closing any descriptor of an
+    # SQLite file drops every POSIX lock this process holds on it, SQLite's own included, and
+    # concurrent writers then corrupt the database.
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "ab")  # an empty file is a valid empty SQLite database and journal
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
-        raise StorageError(f"cannot open storage file {str(path)!r}: {exc.strerror or exc}") from None
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        raise StorageError(f"cannot open the folder of storage file {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(folder)  # releases the lock
 
 
 _SETUP_LOCK_KEY = 0x65646765  # "edge": any fixed 64-bit number that other software is unlikely to use

@@ -21,6 +21,7 @@ import yaml
 
 from nas.names import UnsafeNameError, check_name
 from nas.space import closest
+from nas.strict_parse import load_yaml
 
 
 class ConfigError(ValueError):
@@ -56,6 +57,7 @@ def bounded(default: Any, low: float, high: float, *, low_open: bool = False, hi
 
 
 DAY_S = 86_400.0
+MAX_CONFIG_BYTES = 1_000_000  # a config is a page of YAML; a larger file is a mistake
 
 
 # --------------------------------------------------------------------------------------
@@ -337,14 +339,21 @@ def parse_config(data: Any, source: str = "config") -> ExperimentConfig:
 def load_config(path: str | Path) -> ExperimentConfig:
     """Read and validate a YAML experiment config."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {str(path)!r} is a folder; expected a YAML experiment config")
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {path.stat().st_size} bytes; an experiment config is at most "
+                          f"{MAX_CONFIG_BYTES} bytes")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())  # safe_load that also refuses a key given twice
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed YAML: {exc}") from None
+        raise ConfigError(f"{path}: malformed YAML: {' '.join(str(exc).split())}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text file") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be an experiment config") from None
     return parse_config(data, str(path))
 
 

@@ -32,6 +32,10 @@ def written_whole(path: Path) -> Iterator[Path]:
     try:
         yield temporary
         os.replace(temporary, path)
+    except OSError as exc:
+        if exc.filename in (None, str(temporary)):  # name the file the user asked for (a full disk says no name)
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        raise
     finally:
         temporary.unlink(missing_ok=True)
 

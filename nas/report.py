@@ -49,6 +49,10 @@ def open_run(folder: str | Path | None = None, storage: str | None = None, study
         storage = storage or stored or f"sqlite:///{folder / 'study.db'}"
     if storage is None or study is None:
         raise ReportError("give a run folder, or both --storage and --study")
+    if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).is_file():
+        # opening it would create an empty database: a report never writes into a storage
+        raise ReportError(f"no study database at {storage[len('sqlite:///'):]!r}: the search never started "
+                          f"there (run `nas search` first)")
     try:
         return optuna.load_study(study_name=study, storage=make_storage(storage))
     except KeyError:

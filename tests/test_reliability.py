@@ -291,3 +291,59 @@ def test_time_left_is_the_time_limits_unless_the_trials_finish_first():
     assert time_left(44, 660, 2, 1) == 22  # the last trial ends sooner than the limit
     assert time_left(10, 660, 0, 58) == 650 and time_left(700, 660, 5, None) == 0
     assert format_seconds(616) == "10:16" and format_seconds(3725) == "1:02:05"
+
+
+# ---- bad files and a search that cannot succeed
+
+
+def test_config_files_that_are_folders_nested_too_deeply_or_give_a_key_twice_are_refused(tmp_path):
+    (tmp_path / "folder.yaml").mkdir()
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_config(tmp_path / "folder.yaml")
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(deep)
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("name: a\nspace: hybrid\nlatency: t.csv\ntrials: 3\ntrials: 300\n")
+    with pytest.raises(ConfigError, match="duplicate key 'trials'"):
+        load_config(twice)
+
+
+def test_reading_a_run_without_its_database_creates_nothing(tmp_path):
+    from nas.report import ReportError, open_run
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("name: t\nstudy: t\n")
+    with pytest.raises(ReportError, match="no study database"):
+        open_run(tmp_path / "run")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.yaml"]
+
+
+def test_a_search_whose_every_training_fails_stops_and_says_why(tmp_path):
+    from nas.search.controller import MAX_CONSECUTIVE_FAILED_EVALUATIONS
+
+    class AlwaysDiverges(FakeEvaluator):
+        def evaluate(self, spec):
+            self.calls.append(spec.arch_id)
+            return {"accuracy": float("nan"), "status": "diverged", "reason": "loss became nan at step 1"}
+
+    summary, evaluator, study = run(make_config(tmp_path, trials=50), evaluator=AlwaysDiverges())
+    assert summary.gave_up and len(evaluator.calls) == MAX_CONSECUTIVE_FAILED_EVALUATIONS
+    assert any("evaluations all failed" in note and "loss became nan" in note for note in summary.notes)
+
+
+def test_a_report_on_a_full_disk_names_the_file(tmp_path):
+    import errno
+
+    from nas.folders import written_whole
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    target = tmp_path / "trials.csv"
+    with pytest.raises(OSError) as failed:
+        with written_whole(target) as path:
+            full(path)
+    assert failed.value.errno == errno.ENOSPC and failed.value.filename == str(target)
+    assert list(tmp_path.iterdir()) == []  # nothing half-written left behind

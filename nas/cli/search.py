@@ -73,7 +73,9 @@ def cmd_search(args) -> int:
     study = open_run(folder, storage=config.storage)
     print(format_pareto(pareto_frame(trials_frame(study)), score_name(study)))
     print(f"report: {folder / 'report.html'}")
-    return 130 if summary.interrupted else 0
+    if summary.interrupted:
+        return 130
+    return 1 if summary.gave_up else 0
 
 
 def _study(args):

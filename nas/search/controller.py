@@ -35,6 +35,9 @@ MAX_CONSECUTIVE_ERRORS = 3
 # A sampler that keeps proposing architectures the study already holds has converged or
 # exhausted what it can reach; after this many in a row the run stops instead of spinning.
 MAX_CONSECUTIVE_DUPLICATES = 200
+# Networks whose training diverges are results, but when every one of this many in a row fails,
+# the settings are wrong (a learning rate of 1e6): the run stops instead of training forever.
+MAX_CONSECUTIVE_FAILED_EVALUATIONS = 10
 
 
 class LatencyModel(Protocol):
@@ -56,6 +59,7 @@ class RunSummary:
     infeasible: int = 0
     failed: int = 0
     interrupted: bool = False
+    gave_up: bool = False  # stopped because every recent evaluation failed (see MAX_CONSECUTIVE_FAILED_EVALUATIONS)
     elapsed_s: float = 0.0
     evaluation_s: float = 0.0  # time spent in the evaluator
     notes: list[str] = field(default_factory=list)
@@ -130,6 +134,8 @@ class Controller:
         self.choices = space.parameters()
         self.consecutive_errors = 0
         self.consecutive_duplicates = 0
+        self.consecutive_failures = 0  # failed evaluations in a row, diverged trainings included
+        self.last_failure = ""
         self.heartbeat = Heartbeat(storage, heartbeat_interval_s, grace_period_s)
 
     # ---- measuring
@@ -203,6 +209,12 @@ class Controller:
                 self.step(summary, known=trials)
                 self.consecutive_duplicates = (self.consecutive_duplicates + 1
                                                if summary.duplicates > duplicates_before else 0)
+                if self.consecutive_failures >= MAX_CONSECUTIVE_FAILED_EVALUATIONS:
+                    summary.gave_up = True
+                    summary.notes.append(f"stopped: the last {self.consecutive_failures} evaluations all failed "
+                                         f"(last: {self.last_failure}); check the evaluator's settings "
+                                         f"(learning rate, data) before resuming")
+                    break
                 if self.consecutive_duplicates >= MAX_CONSECUTIVE_DUPLICATES:
                     summary.notes.append(f"stopped: the sampler proposed {MAX_CONSECUTIVE_DUPLICATES} architectures "
                                          f"in a row that the study already holds (it has converged, or the space "
@@ -309,7 +321,10 @@ class Controller:
         if not ok:
             self.log(f"trial {trial.number}: {status}: {reason}")
             summary.failed += 1
+            self.consecutive_failures += 1
+            self.last_failure = f"{status}: {reason}"
         else:
+            self.consecutive_failures = 0
             summary.evaluated += 1
             self.log(f"trial {trial.number}: {self.evaluator.objective} {score:.4f}  latency {m.latency_ms:.3f} ms"
                      f"  {m.macs / 1e6:.1f} MMACs  ({eval_s:.1f} s)  {spec.arch_id}")

@@ -34,7 +34,9 @@ def register(subparsers) -> None:
         description="Fit a calibrated latency model: a per-op table (or none) plus a correction learned "
                     "from K whole networks measured on the target device. MEASURED is a CSV with one "
                     "row per network: an architecture (spec string, NAS-Bench-201 arch string or spec "
-                    "file) and its measured latency in ms.")
+                    "file; for FBNet also HW-NAS-Bench's index list) and its measured latency in ms. "
+                    "With --references, other devices' measurements of the space are turned into per-op "
+                    "tables that the model combines, so 10-20 measured networks suffice (few-shot transfer).")
     p.add_argument("measured", help="CSV of measured networks")
     p.add_argument("-o", "--output", required=True, help="where to write the model (JSON)")
     p.add_argument("--space", help="check that every network belongs to this search space")

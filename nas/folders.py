@@ -14,7 +14,7 @@ def unwritable_reason(folder: Path) -> str | None:
     why not (for the caller's own error type and message)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write-test"
+        probe = folder / f".write-test-{os.getpid()}"  # one per process: workers may start together
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:

@@ -94,8 +94,6 @@ def prepare_output(folder: str | Path, overwrite: bool = False) -> Path:
             export (unless ``overwrite``), so that nothing earlier is lost silently.
     """
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise ExportError(f"output {str(folder)!r} is a file, not a folder")
     reason = unwritable_reason(folder)
     if reason:
         raise ExportError(f"output folder {str(folder)!r} is not writable: {reason}")

@@ -12,6 +12,8 @@ from pathlib import Path
 def unwritable_reason(folder: Path) -> str | None:
     """Create ``folder`` if needed and write a probe file into it; None when that works, else
     why not (for the caller's own error type and message)."""
+    if folder.exists() and not folder.is_dir():
+        return "it is a file, not a folder"
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".write-test-{os.getpid()}"  # one per process: workers may start together

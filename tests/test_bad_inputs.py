@@ -274,7 +274,7 @@ def test_train_init_refuses_damaged_and_hostile_checkpoints(scratch, capsys, nam
 def test_train_save_is_checked_before_training(scratch, capsys):
     (scratch / "file.txt").write_text("keep me")
     code, output = run_cli(capsys, "train", "mobilenet_v1_0.25", "--dataset", "synthetic", "--save", "file.txt")
-    assert_clear(code, output, "--save 'file.txt' is a file")
+    assert_clear(code, output, "--save folder 'file.txt' is not writable: it is a file, not a folder")
     assert "epoch" not in output and (scratch / "file.txt").read_text() == "keep me"
 
 

@@ -107,10 +107,7 @@ def _check_save_folder(folder: str | None) -> None:
     """Before training: the --save folder can be written (else training would be lost)."""
     if folder is None:
         return
-    path = Path(folder)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"--save {folder!r} is a file, not a folder")
-    reason = unwritable_reason(path)
+    reason = unwritable_reason(Path(folder))
     if reason:
         raise UserError(f"--save folder {folder!r} is not writable: {reason}")
 

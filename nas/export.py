@@ -36,7 +36,7 @@ from nas.config import ExperimentConfig
 from nas.data import Dataset, Split
 from nas.export_card import accuracy_notes, int8_kernel_notes, render_readme, speed_notes
 from nas.export_select import ExportError, Selection, select_architecture
-from nas.folders import unwritable_reason
+from nas.folders import unwritable_reason, written_whole
 from nas.latency import runner
 from nas.onnx_export import export_onnx
 from nas.ops import count_macs, count_params, resolve
@@ -99,7 +99,9 @@ def prepare_output(folder: str | Path, overwrite: bool = False) -> Path:
         raise ExportError(f"output folder {str(folder)!r} is not writable: {reason}")
     existing = [name for name in OUTPUT_FILES if (folder / name).exists()]
     if existing and not overwrite:
-        raise ExportError(f"output folder {str(folder)!r} already holds an export ({', '.join(existing)}); "
+        # card.json is written last: without it the export was interrupted and nothing in it is checked
+        what = "an export" if "card.json" in existing else "an interrupted export (no card.json)"
+        raise ExportError(f"output folder {str(folder)!r} already holds {what} ({', '.join(existing)}); "
                           "choose another folder or pass --overwrite to replace it")
     return folder
 
@@ -310,9 +312,12 @@ def export_model(model: nn.Module, spec: ArchSpec, dataset: Dataset, folder: str
     overhead = _measure(paths, formats, options.protocol)
     card = _card(spec, dataset, paths, formats, parity_images, options, overhead,
                  predicted=predicted, source=source, weights=weights)
-    (folder / "card.json").write_text(json.dumps(card, indent=2) + "\n")
-    (folder / "README.md").write_text(render_readme(card))
     shutil.copyfile(Path(__file__).with_name("export_check.py"), folder / "export_check.py")
+    with written_whole(folder / "README.md") as path:
+        path.write_text(render_readme(card))
+    # Last, and whole: a card under its own name means every file it describes is there.
+    with written_whole(folder / "card.json") as path:
+        path.write_text(json.dumps(card, indent=2) + "\n")
     return card
 
 

@@ -308,6 +308,11 @@ def test_output_folder_errors_lose_nothing(tmp_path):
         prepare_output(earlier)
     assert (earlier / "card.json").read_text() == "{}" and blocker.read_text() == "keep me"
     assert prepare_output(earlier, overwrite=True) == earlier
+    interrupted = tmp_path / "interrupted"  # killed before its card was written
+    interrupted.mkdir()
+    (interrupted / "model.onnx").write_bytes(b"half")
+    with pytest.raises(ExportError, match=r"an interrupted export \(no card.json\) \(model.onnx\)"):
+        prepare_output(interrupted)
 
 
 def test_weights_that_do_not_fit_are_refused(run_folder, tmp_path):

@@ -66,7 +66,7 @@ CONTEXT_TAGS = ("dead", "dead_zero_sum", "zero_sum", "const_in")
 REMOVABLE_TAGS = ("dead", "dead_zero_sum")  # dead code: a runtime may remove it
 HUBER_DELTA = 0.05  # relative error where the loss turns linear: half the +/-10% band
 RIDGE_GRID = (1e-6, 1e-4, 1e-2, 1.0)
-TRANSFER_RIDGE_GRID = (1e-4, 1e-2, 1.0, 10.0, 100.0)  # few-shot: everything is shrunk, more strongly
+TRANSFER_RIDGE_GRID = (1e-6, 1e-4, 1e-2, 1.0, 10.0, 100.0)  # few-shot: everything is shrunk, more strongly
 FOLDS = 5
 #: provenance fields copied to a saved model's top level, where the table listing reads them
 LISTED_FIELDS = ("device", "runtime", "threads", "spaces", "space", "input", "entries", "source_summary")
@@ -353,7 +353,7 @@ def select_config(nets, y, table, seed: int = 0,
         return min((_cv_loss(names, X, y, lam, config, seed), lam) for lam in grid)
 
     if references:
-        return _select_transfer(loss, table is not None, list(references))
+        return _select_transfer(loss, table is not None, list(references), nets)
     best = Config((), (), table is not None)
     best_loss, best_lam = loss(best)
     trace = [{"config": _config_dict(best), "cv_loss": round(best_loss, 5), "ridge": best_lam}]
@@ -371,21 +371,28 @@ def select_config(nets, y, table, seed: int = 0,
 
 
 #: few-shot candidates: the reference devices alone, or with dead code told apart (run like
-#: live code, or removed by the runtime); K networks are too few for a greedy search
+#: live code, or removed by the runtime), or with a per-op table fitted to the K networks, or
+#: that table alone (a device whose latency is a sum of per-op costs, like a simulator's, is
+#: priced exactly once K covers its ops); K networks are too few for a greedy search
 TRANSFER_CANDIDATES = (
     Config(("reference",)),
+    Config(("keys", "reference")),
+    Config(("keys",)),
     Config(("context", "reference"), ("dead", "dead_zero_sum")),
     Config(("context", "reference"), ("dead", "dead_zero_sum"), removed=("dead",)),
 )
 
 
-def _select_transfer(loss, has_table: bool, devices: Sequence[str]) -> tuple[Config, float, list[dict]]:
+def _select_transfer(loss, has_table: bool, devices: Sequence[str], nets) -> tuple[Config, float, list[dict]]:
     """The best of :data:`TRANSFER_CANDIDATES` and of the single reference devices (each
     rescaled) by cross-validation on the K networks; the trace lists every candidate, the
-    chosen one last."""
+    chosen one last. The per-op table alone is a candidate only when the K networks number at
+    least twice its entries: with fewer, cross-validation cannot tell a fit from a fluke."""
     scored = []
     singles = [Config(("reference",), only=d) for d in sorted(devices)]
-    for candidate in (*TRANSFER_CANDIDATES, *singles):
+    entries = len({n for ops in nets for n in Featurizer(Config(("keys",)), None).network(ops) if n.startswith("key:")})
+    candidates = [c for c in TRANSFER_CANDIDATES if c.groups != ("keys",) or len(nets) >= 2 * entries]
+    for candidate in (*candidates, *singles):
         config = Config(candidate.groups, candidate.tags, has_table and not candidate.only, candidate.removed,
                         candidate.only)
         cv_loss, lam = loss(config)
@@ -580,11 +587,18 @@ def _check_training(networks, measured_ms) -> tuple[list[tuple], np.ndarray]:
     return nets, y
 
 
+FOLDED_BELOW = 0.5  # constant networks this much faster than every other network were folded
+
+
 def _split_constant(nets, y) -> tuple[list, np.ndarray, float | None, int]:
     const = np.array([network_is_constant(ops) for ops in nets])
+    # Only a device whose runtime folds them runs constant networks far faster than any other
+    # (a GPU or simulator runs them like any network): without that evidence, no rule.
+    if not const.any() or (not const.all() and np.min(y[const]) >= FOLDED_BELOW * np.min(y[~const])):
+        return list(nets), y, None, int(const.sum())
     # A folded network does almost no work and interference only ever slows a run, so the
     # fastest such measurement is the cleanest estimate (one slow outlier must not decide).
-    const_ms = float(np.min(y[const])) if const.any() else None  # no evidence, no rule
+    const_ms = float(np.min(y[const]))
     return [n for n, c in zip(nets, const) if not c], y[~const], const_ms, int(const.sum())
 
 

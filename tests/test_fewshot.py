@@ -198,7 +198,11 @@ def test_shipped_nasbench201_models_rederive_from_the_shared_files(arm_data, dev
     derived = nb201_model(arm_data / NB201_CSV, device)
     shipped = load_latency_model(f"{device}-nasbench201")
     assert set(derived.coef) == set(shipped.coef)
+    # The fit is least squares over 10,000 networks: other NumPy/SciPy releases (the floors of
+    # `make test-min`) move coefficients by about 2e-6 and rank statistics by about 4e-5, so the
+    # comparison allows 1e-4 relative; a table derived from other data differs in the 2nd digit.
     for name, value in derived.coef.items():
-        assert shipped.coef[name] == pytest.approx(value, rel=1e-6, abs=1e-9)
-    assert shipped.const_ms == pytest.approx(derived.const_ms)
-    assert shipped.provenance["fit"]["validation"] == pytest.approx(derived.provenance["fit"]["validation"])
+        assert shipped.coef[name] == pytest.approx(value, rel=1e-4, abs=1e-7)
+    assert shipped.const_ms == pytest.approx(derived.const_ms, rel=1e-4)
+    assert shipped.provenance["fit"]["validation"] == pytest.approx(derived.provenance["fit"]["validation"],
+                                                                    rel=1e-3, abs=1e-4)

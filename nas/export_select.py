@@ -80,13 +80,10 @@ def _number(value: Any) -> float | None:
 
 
 def _spec_of(row: pd.Series) -> ArchSpec:
-    text = row.get("spec")
-    if not isinstance(text, str):
-        raise ExportError(f"trial {row['number']} has no recorded spec; it cannot be exported")
     try:
-        return ArchSpec.from_json(text)
+        return ArchSpec.from_record(row.get("spec"), f"trial {row['number']}")
     except SpecError as exc:
-        raise ExportError(f"trial {row['number']}: its recorded spec is invalid: {exc}") from None
+        raise ExportError(f"{exc}; it cannot be exported") from None
 
 
 def _selection(row: pd.Series, how: str, folder: str | Path, config: dict) -> Selection:

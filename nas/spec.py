@@ -618,6 +618,17 @@ class ArchSpec:
             raise SpecError(f"spec is not valid JSON: {exc}") from None
         return cls.from_dict(data)
 
+    @classmethod
+    def from_record(cls, text: Any, what: str) -> ArchSpec:
+        """The spec a study recorded (as JSON) for ``what``, e.g. ``"trial 7"``; a SpecError
+        naming it when the record has none or an invalid one."""
+        if not isinstance(text, str):
+            raise SpecError(f"{what} has no recorded spec")
+        try:
+            return cls.from_json(text)
+        except SpecError as exc:
+            raise SpecError(f"{what}: its recorded spec is invalid: {exc}") from None
+
     # ---- string form
 
     def to_string(self) -> str:

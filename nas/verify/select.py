@@ -74,12 +74,10 @@ def front_picks(frame: pd.DataFrame, picks: int) -> list[Candidate]:
 
 
 def _spec(text: Any, what: str) -> ArchSpec:
-    if not isinstance(text, str):
-        raise VerifyError(f"{what} has no recorded spec; it cannot be retrained")
     try:
-        return ArchSpec.from_json(text)
+        return ArchSpec.from_record(text, what)
     except SpecError as exc:
-        raise VerifyError(f"{what}: its recorded spec is invalid: {exc}") from None
+        raise VerifyError(f"{exc}; it cannot be retrained") from None
 
 
 def run_baselines(study, frame: pd.DataFrame) -> list[Candidate]:

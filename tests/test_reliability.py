@@ -347,3 +347,18 @@ def test_a_report_on_a_full_disk_names_the_file(tmp_path):
             full(path)
     assert failed.value.errno == errno.ENOSPC and failed.value.filename == str(target)
     assert list(tmp_path.iterdir()) == []  # nothing half-written left behind
+
+
+def test_a_trial_killed_before_its_first_heartbeat_does_not_block_a_resumed_run(tmp_path):
+    from nas.search.study import make_storage
+
+    storage = make_storage(f"sqlite:///{tmp_path / 'study.db'}", heartbeat_interval_s=1, grace_period_s=2)
+    study = optuna.create_study(storage=storage, directions=["maximize", "minimize"])
+    study.ask()  # a worker died right after asking: running, with no heartbeat, so never failed as stale
+    config = make_config(tmp_path, trials=1)
+    controller = Controller(study=study, space=get_space("mobilenet_v1", (28, 28, 1), 10), evaluator=FakeEvaluator(),
+                            latency_model=FakeLatency(), objective=Objective(config.objective), trials=1,
+                            progress=False, log=lambda line: None, storage=storage, grace_period_s=2)
+    start = time.monotonic()
+    summary = controller.run()
+    assert summary.completed == 1 and time.monotonic() - start < 30

@@ -11,6 +11,7 @@ the record as a pruned trial (``duplicate_of``), costs no budget, and the sample
 
 from __future__ import annotations
 
+import datetime
 import math
 import sys
 import time
@@ -161,20 +162,37 @@ class Controller:
     def heartbeat_interval_s(self) -> float:
         return self.heartbeat.interval_s if self.heartbeat.enabled else 0.0
 
-    def next_action(self, states: list[TrialState]) -> str:
+    def next_action(self, trials: list[FrozenTrial]) -> str:
         """``run`` a trial, ``wait`` for others in flight, or ``stop``. Queued trials
         (baselines, retries) always run. Trials running in other workers count toward the
         budget while they run, so that the study ends with exactly the budget: a dead worker's
         trial is failed after its grace period and its retry queued, and a failed one leaves
         room for another. Only storages with heartbeats can tell a dead worker's trial from a
-        live one; on the others, running trials are not counted."""
+        live one; on the others, running trials are not counted. Nor is a trial running far
+        longer than trials take here (see :meth:`in_flight`): a worker killed before its
+        trial's first heartbeat leaves a trial that is never failed, and waiting for it would
+        never end; at worst the study then ends one trial over the budget."""
+        states = [t.state for t in trials]
         if TrialState.WAITING in states or self.trials is None:
             return "run"
         complete = states.count(TrialState.COMPLETE)
-        running = states.count(TrialState.RUNNING) if self.heartbeat.enabled else 0
+        running = self.in_flight(trials) if self.heartbeat.enabled else 0
         if complete + running < self.trials:
             return "run"
         return "wait" if complete < self.trials else "stop"
+
+    def in_flight(self, trials: list[FrozenTrial]) -> int:
+        """Running trials younger than twice the grace period and the heartbeat interval plus
+        three times the median duration of the study's completed evaluations: a dead worker's
+        trial that beat is failed well before (one grace period after its last beat)."""
+        durations = sorted((t.datetime_complete - t.datetime_start).total_seconds() for t in trials
+                           if t.state == TrialState.COMPLETE and "score" in t.user_attrs
+                           and t.datetime_start is not None and t.datetime_complete is not None)
+        typical = durations[len(durations) // 2] if durations else 0.0
+        limit = 2 * (self.heartbeat.grace_period_s + self.heartbeat.interval_s) + 3 * typical
+        now = datetime.datetime.now()
+        return sum(1 for t in trials if t.state == TrialState.RUNNING and t.datetime_start is not None
+                   and (now - t.datetime_start).total_seconds() < limit)
 
     def run(self) -> RunSummary:
         if self.trials is None and self.timeout_s is None:
@@ -199,7 +217,7 @@ class Controller:
                     summary.notes.append(f"stopped by the {self.timeout_s:g} s timeout")
                     break
                 trials = self.study.get_trials(deepcopy=False)  # one read per trial, shared with step
-                action = self.next_action([t.state for t in trials])
+                action = self.next_action(trials)
                 if action == "stop":
                     break
                 if action == "wait":

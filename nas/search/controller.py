@@ -154,11 +154,6 @@ class Controller:
     def completed_count(self) -> int:
         return len(completed_trials(self.study))
 
-    def waiting_count(self) -> int:
-        """Queued trials (baselines, re-queued interrupted or dead workers' trials): they are
-        run even when the trial budget is reached, so no queued architecture is lost."""
-        return len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-
     def heartbeat_interval_s(self) -> float:
         return self.heartbeat.interval_s if self.heartbeat.enabled else 0.0
 

@@ -1,7 +1,8 @@
 """Image-classification datasets held in memory as uint8 tensors.
 
-Sources: Fashion-MNIST (or any MNIST-format IDX folder), a CIFAR-10 python-batches folder,
-and a small generated dataset for tests. Every loader returns a :class:`Dataset` whose
+Sources: Fashion-MNIST (or any MNIST-format IDX folder), the CIFAR-10 and CIFAR-100 python
+folders (read by an unpickler that runs no code), a folder of your own images
+(:mod:`nas.data_folder`) and a small generated dataset for tests. Every loader returns a :class:`Dataset` whose
 training set is split once, with a fixed seed, into ``train`` and ``val``: a search only ever
 sees validation accuracy; the test set is for final reports.
 
@@ -26,10 +27,10 @@ import torch
 
 DEFAULT_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 DATA_ENV = "NAS_DATA"
-DATASETS = ("fashion-mnist", "mnist", "idx", "cifar10", "synthetic")
+DATASETS = ("fashion-mnist", "mnist", "idx", "cifar10", "cifar100", "folder", "synthetic")
 # (HxWxC, classes) of the datasets whose shape is fixed by their name (synthetic: its default)
 DATASET_SHAPES = {"fashion-mnist": ((28, 28, 1), 10), "mnist": ((28, 28, 1), 10), "cifar10": ((32, 32, 3), 10),
-                  "synthetic": ((28, 28, 1), 10)}
+                  "cifar100": ((32, 32, 3), 100), "synthetic": ((28, 28, 1), 10)}
 INSTALL_HINT = ("install it with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu) or point "
                 f"{DATA_ENV} (or --data) at a folder holding the four IDX files")
 
@@ -66,6 +67,7 @@ class Dataset:
     source: str = ""  # where it was read from (for reports)
     split_seed: int = 0
     val_fraction: float = 0.1
+    class_names: tuple[str, ...] = ()  # when the data names its classes (an image folder, CIFAR-100)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -160,39 +162,49 @@ def load_idx_folder(folder: str | Path) -> tuple[Split, Split]:
 
 
 # --------------------------------------------------------------------------------------
-# CIFAR-10 python batches
+# CIFAR-10 and CIFAR-100 python folders
 
 
 class _CifarUnpickler(pickle.Unpickler):
-    """Unpickles only what a CIFAR batch holds: dicts, lists, bytes, numbers and numpy uint8
-    arrays (numpy's array reconstructor, ndarray and dtype; ``_codecs.encode`` is how Python 3
-    writes bytes at protocol 2). Any other global a crafted file might name is refused."""
+    """Unpickles only what a CIFAR file holds: dicts, lists, bytes, numbers and numpy uint8
+    arrays (numpy's array reconstructor, ndarray and dtype; ``_frombuffer`` is how protocol 5
+    writes an array, ``_codecs.encode`` how Python 3 writes bytes at protocol 2). Any other
+    global a crafted file might name (``os.system``, ``builtins.eval``, ...) is refused before
+    it is looked up, so no code in the file runs."""
 
     ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
         ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
     }
 
     def find_class(self, module: str, name: str):
         if (module, name) in self.ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: not part of the CIFAR-10 format")
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: not part of the CIFAR format "
+                                     "(a crafted or foreign pickle?)")
 
 
-def _read_cifar_batch(path: Path) -> Split:
+def _read_cifar_pickle(path: Path) -> dict:
+    """The dict a CIFAR python file holds, with its keys as str."""
     try:
         with path.open("rb") as handle:
-            batch = _CifarUnpickler(handle, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
-        raise DataError(f"cannot read CIFAR-10 batch {path}: {exc}") from None
-    if not isinstance(batch, dict):
-        raise DataError(f"{path}: expected a dict with data and labels, got {type(batch).__name__}")
-    data = batch.get(b"data", batch.get("data"))
-    labels = batch.get(b"labels", batch.get("labels"))
+            content = _CifarUnpickler(handle, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
+            KeyError, MemoryError) as exc:
+        raise DataError(f"cannot read CIFAR file {path}: {exc}") from None
+    if not isinstance(content, dict):
+        raise DataError(f"{path}: expected a dict with data and labels, got {type(content).__name__}")
+    return {key.decode("latin-1") if isinstance(key, bytes) else key: value for key, value in content.items()}
+
+
+def _read_cifar_batch(path: Path, label_key: str = "labels") -> Split:
+    batch = _read_cifar_pickle(path)
+    data, labels = batch.get("data"), batch.get(label_key)
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         raise DataError(f"{path}: 'data' must be a uint8 array of shape (N, 3072)")
-    if not isinstance(labels, list) or len(labels) != len(data):
-        raise DataError(f"{path}: 'labels' must be a list of {len(data)} class indices")
+    if not isinstance(labels, list) or len(labels) != len(data) or not all(isinstance(v, int) for v in labels):
+        raise DataError(f"{path}: {label_key!r} must be a list of {len(data)} class indices")
     images = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())
     return Split(images, torch.tensor(labels, dtype=torch.int64))
 
@@ -209,6 +221,26 @@ def load_cifar10_folder(folder: str | Path) -> tuple[Split, Split]:
         parts.append(_read_cifar_batch(folder / name))
     train = Split(torch.cat([p.images for p in parts[:5]]), torch.cat([p.labels for p in parts[:5]]))
     return train, parts[5]
+
+
+CIFAR100_CLASSES = 100
+
+
+def load_cifar100_folder(folder: str | Path) -> tuple[Split, Split, tuple[str, ...]]:
+    """(train, test, fine class names) from ``cifar-100-python`` (train, test and meta); the
+    labels are the 100 fine classes."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"dataset folder {folder} does not exist")
+    for name in ("train", "test", "meta"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder} has no {name} (expected the CIFAR-100 python files train, test, meta)")
+    train, test = (_read_cifar_batch(folder / name, "fine_labels") for name in ("train", "test"))
+    names = _read_cifar_pickle(folder / "meta").get("fine_label_names")
+    if (not isinstance(names, list) or len(names) != CIFAR100_CLASSES
+            or not all(isinstance(n, (bytes, str)) for n in names)):
+        raise DataError(f"{folder / 'meta'}: 'fine_label_names' must be a list of {CIFAR100_CLASSES} names")
+    return train, test, tuple(n.decode("latin-1") if isinstance(n, bytes) else n for n in names)
 
 
 # --------------------------------------------------------------------------------------
@@ -251,8 +283,10 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor,
 
 
 def assemble(name: str, train: Split, test: Split, *, val_fraction: float = 0.1, split_seed: int = 0,
-             source: str = "", classes: int | None = None) -> Dataset:
-    """Split ``train`` into train/val and compute normalisation statistics."""
+             source: str = "", classes: int | None = None, val: Split | None = None,
+             class_names: tuple[str, ...] = ()) -> Dataset:
+    """Split ``train`` into train/val (unless the data brings its own ``val``) and compute
+    normalisation statistics."""
     if train.images.shape[1:] != test.images.shape[1:]:
         raise DataError(f"{name}: train images {tuple(train.images.shape[1:])} and test images "
                         f"{tuple(test.images.shape[1:])} differ in shape")
@@ -260,12 +294,15 @@ def assemble(name: str, train: Split, test: Split, *, val_fraction: float = 0.1,
     for split_name, split in (("train", train), ("test", test)):
         if len(split) and (split.labels.min() < 0 or split.labels.max() >= classes):
             raise DataError(f"{name}: {split_name} labels must lie in [0, {classes})")
-    train_idx, val_idx = split_indices(len(train), val_fraction, split_seed)
-    fit = train.subset(train_idx)
+    if val is None:
+        train_idx, val_idx = split_indices(len(train), val_fraction, split_seed)
+        fit, val = train.subset(train_idx), train.subset(val_idx)
+    else:
+        fit = train
     pixels = fit.images.transpose(0, 1).reshape(fit.images.shape[1], -1).double() / 255
     mean = tuple(pixels.mean(1).tolist())
     std = tuple(max(s, 1e-3) for s in pixels.std(1).tolist())
-    return Dataset(name, fit, train.subset(val_idx), test, classes, mean, std, source, split_seed, val_fraction)
+    return Dataset(name, fit, val, test, classes, mean, std, source, split_seed, val_fraction, class_names)
 
 
 def resolve_root(root: str | Path | None, dataset: str) -> Path:
@@ -281,13 +318,17 @@ def resolve_root(root: str | Path | None, dataset: str) -> Path:
 
 
 def load_dataset(name: str = "fashion-mnist", root: str | Path | None = None, *, val_fraction: float = 0.1,
-                 split_seed: int = 0, **synthetic_options) -> Dataset:
+                 split_seed: int = 0, input: tuple[int, int, int] | str | None = None,
+                 cache_dir: str | Path | None = None, **synthetic_options) -> Dataset:
     """Load a dataset by name (one of :data:`DATASETS`).
 
     ``fashion-mnist``/``mnist``/``idx`` read an MNIST-format IDX folder (``root``, else
-    $NAS_DATA, else /usr/share/datasets/fashion-mnist for fashion-mnist); ``cifar10`` reads a
-    python-batches folder; ``synthetic`` generates data (options: train, test, shape,
-    classes, seed). Raises FileNotFoundError (with how to install it) or DataError.
+    $NAS_DATA, else /usr/share/datasets/fashion-mnist for fashion-mnist); ``cifar10`` and
+    ``cifar100`` read the python folders; ``folder`` reads an image folder
+    (``root/train/<class>/*``, ``root/test/<class>/*``, optional ``root/val/``) resized and
+    converted to ``input`` (HxWxC, C 1 or 3), keeping the decoded arrays in ``cache_dir`` when
+    given; ``synthetic`` generates data (options: train, test, shape, classes, seed). Raises
+    FileNotFoundError (with how to get the data) or DataError.
     """
     if name == "synthetic":
         train, test = synthetic_splits(**synthetic_options)
@@ -297,15 +338,46 @@ def load_dataset(name: str = "fashion-mnist", root: str | Path | None = None, *,
         raise TypeError(f"options {sorted(synthetic_options)} apply only to the synthetic dataset")
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; expected one of {list(DATASETS)}")
+    if name != "folder" and (input is not None or cache_dir is not None):
+        raise DataError(f"an input shape and a cache folder apply to the folder dataset only, not {name!r}")
     folder = resolve_root(root, name)
+    if name == "folder":
+        return load_folder_dataset(folder, input, cache_dir, val_fraction=val_fraction, split_seed=split_seed)
+    class_names: tuple[str, ...] = ()
     try:
-        train, test = load_cifar10_folder(folder) if name == "cifar10" else load_idx_folder(folder)
+        if name == "cifar10":
+            train, test = load_cifar10_folder(folder)
+        elif name == "cifar100":
+            train, test, class_names = load_cifar100_folder(folder)
+        else:
+            train, test = load_idx_folder(folder)
     except FileNotFoundError as exc:
         hint = INSTALL_HINT if name == "fashion-mnist" else f"pass --data PATH or set {DATA_ENV}"
         raise FileNotFoundError(f"{name} not found: {exc}; {hint}") from None
-    classes = 10 if name in ("fashion-mnist", "mnist", "cifar10") else None
+    classes = DATASET_SHAPES[name][1] if name in DATASET_SHAPES else None
     return assemble(name, train, test, val_fraction=val_fraction, split_seed=split_seed, source=str(folder),
-                    classes=classes)
+                    classes=classes, class_names=class_names)
+
+
+def load_folder_dataset(root: Path, input: tuple[int, int, int] | str | None, cache_dir: str | Path | None, *,
+                        val_fraction: float, split_seed: int) -> Dataset:
+    """An image folder as a Dataset (see :mod:`nas.data_folder`); its own ``val/`` split, when
+    present, replaces the one held out of train."""
+    from nas.data_folder import FolderError, load_image_folder
+    from nas.spec import SpecError, parse_shape
+
+    if input is None:
+        raise DataError(f"the folder dataset {root} needs an input shape HxWxC (C 1 for grey, 3 for RGB), "
+                        "e.g. input: 64x64x3")
+    try:
+        shape = parse_shape(input, "input") if isinstance(input, str) else tuple(input)
+        arrays, names = load_image_folder(root, shape, cache_dir)
+    except (SpecError, FolderError) as exc:
+        raise DataError(str(exc)) from None
+    splits = {split: Split(torch.from_numpy(images), torch.from_numpy(labels))
+              for split, (images, labels) in arrays.items()}
+    return assemble("folder", splits["train"], splits["test"], val_fraction=val_fraction, split_seed=split_seed,
+                    source=str(root), classes=len(names), val=splits.get("val"), class_names=tuple(names))
 
 
 def write_idx(path: str | Path, array: np.ndarray) -> None:

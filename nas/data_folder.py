@@ -1,0 +1,168 @@
+"""Your own images: a folder of class folders, decoded with Pillow into in-memory uint8 arrays.
+
+Layout (the usual one, as torchvision's ImageFolder reads it)::
+
+    DIR/train/<class>/<image>   required
+    DIR/test/<class>/<image>    required, the same classes
+    DIR/val/<class>/<image>     optional: the validation split (else one is held out of train)
+
+Class names are the sorted folder names of ``train``; images may sit in subfolders of a class
+folder; hidden files and folders (``.DS_Store``, ``.ipynb_checkpoints``) are skipped, every other
+file must be an image Pillow can read. Each image is converted to grey (C=1) or RGB (C=3) and
+resized to HxW (bilinear, the aspect ratio is not kept).
+
+Decoding thousands of files takes a while, so the decoded arrays can be kept in a cache folder
+the caller names (a search uses its run folder): one ``.npz`` file per folder listing and
+shape, found again by a fingerprint of every file's path, size and modification time, so an
+edited folder is decoded afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from nas.folders import written_whole
+
+SPLITS = ("train", "test", "val")  # val is optional
+CHANNEL_MODES = {1: "L", 3: "RGB"}
+CACHE_VERSION = "1"  # bump when the decoding changes, so old caches are not read
+Arrays = tuple[np.ndarray, np.ndarray]  # images (N, C, H, W) uint8, labels (N,) int64
+
+
+class FolderError(ValueError):
+    """The image folder is malformed; the message names the folder or file at fault."""
+
+
+def _visible(path: Path) -> bool:
+    return not path.name.startswith(".")
+
+
+def _list_split(root: Path, split: str) -> dict[str, list[Path]]:
+    """{class name: sorted image files} of one split folder."""
+    folder = root / split
+    if not folder.is_dir():
+        raise FolderError(f"image folder {root} has no {split}/ folder; expected {split}/<class>/<image> "
+                          f"(train/ and test/ are required, val/ is optional)")
+    classes: dict[str, list[Path]] = {}
+    for entry in sorted(folder.iterdir()):
+        if not _visible(entry):
+            continue
+        if not entry.is_dir():
+            raise FolderError(f"{entry} is not inside a class folder; expected {split}/<class>/<image>")
+        files = []
+        for current, dirs, names in os.walk(entry):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            files += [Path(current) / name for name in sorted(names) if not name.startswith(".")]
+        if not files:
+            raise FolderError(f"class folder {entry} holds no images (an empty class)")
+        classes[entry.name] = files
+    if not classes:
+        raise FolderError(f"{folder} holds no class folders; expected {split}/<class>/<image>")
+    return classes
+
+
+def list_image_folder(root: str | Path) -> dict[str, dict[str, list[Path]]]:
+    """{split: {class: files}} for the splits present, with every split's classes checked
+    against train's."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist")
+    splits = {split: _list_split(root, split) for split in SPLITS if split != "val" or (root / split).exists()}
+    names = list(splits["train"])
+    if len(names) < 2:
+        raise FolderError(f"{root / 'train'} has {len(names)} class folder(s) ({', '.join(names)}); "
+                          "a classifier needs at least 2")
+    for split, classes in splits.items():
+        missing, extra = sorted(set(names) - set(classes)), sorted(set(classes) - set(names))
+        if missing or extra:
+            parts = ([f"missing from {split}/: {', '.join(missing)}"] if missing else []) + \
+                    ([f"only in {split}/: {', '.join(extra)}"] if extra else [])
+            raise FolderError(f"image folder {root}: the classes of train/ and {split}/ differ ({'; '.join(parts)})")
+    return splits
+
+
+def fingerprint(root: Path, splits: dict[str, dict[str, list[Path]]], shape: tuple[int, int, int]) -> str:
+    """A hash of the shape and every file's relative path, size and modification time."""
+    digest = hashlib.sha256(f"v{CACHE_VERSION}|{'x'.join(map(str, shape))}".encode())
+    for split, classes in splits.items():
+        for name, files in classes.items():
+            for path in files:
+                stat = path.stat()
+                digest.update(f"|{split}/{name}/{path.relative_to(root / split / name)}:{stat.st_size}:"
+                              f"{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:20]
+
+
+def decode_image(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
+    """One image as uint8 (C, H, W), converted and resized to ``shape`` (HxWxC)."""
+    from PIL import Image, UnidentifiedImageError
+
+    h, w, c = shape
+    try:
+        with Image.open(path) as image:
+            image.draft(CHANNEL_MODES[c], (w, h))  # JPEG: decode at a reduced scale when that is enough
+            image = image.convert(CHANNEL_MODES[c])
+            if image.size != (w, h):
+                image = image.resize((w, h), Image.Resampling.BILINEAR)
+            pixels = np.asarray(image, dtype=np.uint8)
+    except UnidentifiedImageError:
+        raise FolderError(f"{path} is not an image Pillow can read") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise FolderError(f"cannot decode image {path}: {exc}") from None
+    return pixels[None] if c == 1 else pixels.transpose(2, 0, 1)
+
+
+def decode_split(classes: dict[str, list[Path]], names: list[str], shape: tuple[int, int, int]) -> Arrays:
+    h, w, c = shape
+    count = sum(len(files) for files in classes.values())
+    images = np.empty((count, c, h, w), dtype=np.uint8)
+    labels = np.empty(count, dtype=np.int64)
+    i = 0
+    for label, name in enumerate(names):
+        for path in classes[name]:
+            images[i] = decode_image(path, shape)
+            labels[i] = label
+            i += 1
+    return images, labels
+
+
+def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return {key: stored[key] for key in stored.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        warnings.warn(f"ignoring the unreadable data cache {path} ({exc}); decoding the images again", stacklevel=3)
+        return None
+
+
+def load_image_folder(root: str | Path, shape: tuple[int, int, int],
+                      cache_dir: str | Path | None = None) -> tuple[dict[str, Arrays], list[str]]:
+    """({split: (images (N, C, H, W) uint8, labels (N,) int64)}, class names) of the image
+    folder ``root`` at ``shape`` (HxWxC, C 1 or 3); decoded arrays are read from and written to
+    ``cache_dir`` when given. Raises FileNotFoundError or FolderError naming the fault."""
+    if len(shape) != 3 or shape[2] not in CHANNEL_MODES:
+        raise FolderError(f"the input shape of an image folder must be HxWxC with C 1 (grey) or 3 (RGB), "
+                          f"got {'x'.join(map(str, shape))}")
+    root = Path(root)
+    splits = list_image_folder(root)
+    names = list(splits["train"])
+    cache = None
+    if cache_dir is not None:
+        cache = Path(cache_dir) / f"folder-{fingerprint(root, splits, shape)}.npz"
+        stored = _read_cache(cache) if cache.is_file() else None
+        if stored is not None and stored["classes"].tolist() == names:
+            return {split: (stored[f"{split}_images"], stored[f"{split}_labels"]) for split in splits}, names
+    arrays = {split: decode_split(classes, names, shape) for split, classes in splits.items()}
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        payload = {f"{split}_{part}": array for split, pair in arrays.items()
+                   for part, array in zip(("images", "labels"), pair, strict=True)}
+        with written_whole(cache) as temporary:  # workers decoding together each write whole files
+            np.savez(temporary, classes=np.array(names), **payload)
+    return arrays, names

@@ -112,7 +112,7 @@ def score_name(study: optuna.Study) -> str:
 
 
 def plot_pareto(frame: pd.DataFrame, front: pd.DataFrame, baselines: pd.DataFrame, path: Path, label: str,
-                limit_ms: float | None = None) -> None:
+                limit_ms: float | None = None, latency_axis: str = "predicted latency (ms)") -> None:
     fig, ax = plt.subplots(figsize=(7.5, 5))
     done = evaluated(frame)
     ax.scatter(done["latency_ms"], done["score"], s=18, alpha=0.6, label="trials")
@@ -130,7 +130,7 @@ def plot_pareto(frame: pd.DataFrame, front: pd.DataFrame, baselines: pd.DataFram
                     fontsize=8)
     if limit_ms:
         ax.axvline(limit_ms, ls="--", lw=1, color="grey", label=f"latency limit {limit_ms:g} ms")
-    ax.set_xlabel("predicted latency (ms)")
+    ax.set_xlabel(latency_axis)
     ax.set_ylabel(f"validation {label}")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
@@ -170,7 +170,8 @@ def write_report(study: optuna.Study, folder: str | Path) -> dict[str, Path]:
     reference_ms = float(limit or (latencies.max() if not latencies.empty else 1.0))
     label = score_name(study)
     with written_whole(paths["pareto.png"]) as path:
-        plot_pareto(frame, front, baselines, path, label, limit)
+        target = latency_target(study.user_attrs.get("latency_pricing"))
+        plot_pareto(frame, front, baselines, path, label, limit, latency_axis(target))
     history = hypervolume_history(frame, reference_ms)
     with written_whole(paths["hypervolume.png"]) as path:
         plot_hypervolume(history, path, reference_ms)
@@ -179,16 +180,107 @@ def write_report(study: optuna.Study, folder: str | Path) -> dict[str, Path]:
     return paths
 
 
+def latency_target(pricing: dict | None) -> str:
+    """The device and runtime a run's latencies are for, in a few words for titles, axes and
+    headers ("xeon2c (this host), onnxruntime"); "" when the run did not record them (see
+    nas.latency.deployment.pricing_summary)."""
+    if not pricing or not (pricing.get("device") or pricing.get("runtime")):
+        return ""
+    device = pricing.get("device") or "an unnamed device"
+    if pricing.get("measured_here"):  # a table from `nas latency profile`, not one shipped for a phone
+        device += " (this host)"
+    return ", ".join(part for part in (device, pricing.get("runtime")) if part)
+
+
+def pricing_paragraph(pricing: dict | None) -> str:
+    """What the report says about its latencies: the run's pricing sentence, or that the
+    table it used names no device (a model without provenance, as in tests)."""
+    from nas.latency.deployment import pricing_sentence
+
+    if pricing and not latency_target(pricing):
+        return f"Latencies are predicted from {pricing.get('table')}, which names no device or runtime."
+    return pricing_sentence(pricing)
+
+
+def latency_axis(target: str) -> str:
+    return f"predicted latency (ms) on {target}" if target else "predicted latency (ms)"
+
+
+def _spec_code(spec: str) -> str:
+    """A spec string that never widens the page: it may break after each block ("|")."""
+    return f"<code class='spec'>{html.escape(spec).replace('|', '|<wbr>')}</code>"
+
+
+def _folded_spec(spec: str, shown: int = 40) -> str:
+    """A spec for a table cell: its first ``shown`` characters, the rest folded into a
+    details element (a table row stays one line high until the reader opens it)."""
+    if len(spec) <= shown:
+        return _spec_code(spec)
+    summary = f"<summary><code>{html.escape(spec[:shown])}&hellip;</code></summary>"
+    return f"<details class='spec'>{summary}{_spec_code(spec)}</details>"
+
+
+def _html_table(frame: pd.DataFrame, columns: list[tuple[str, str, Any]]) -> str:
+    """``frame`` as an HTML table; ``columns`` are (header HTML, cell class, row -> cell HTML)."""
+    head = "".join(f"<th class='{css}'>{header}</th>" for header, css, _ in columns)
+    body = "".join("<tr>" + "".join(f"<td class='{css}'>{cell(row)}</td>" for _, css, cell in columns) + "</tr>"
+                   for _, row in frame.iterrows())
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _number(value, fmt: str) -> str:
+    return "" if pd.isna(value) else format(value, fmt)
+
+
+def _measure_columns(label: str, target: str) -> list[tuple[str, str, Any]]:
+    """The columns a Pareto row and a baseline share: score, latency (naming its device), cost."""
+    where = f"<br><small>{html.escape(target)}</small>" if target else ""
+    return [(html.escape(label), "num", lambda r: _number(r["score"], ".4f")),
+            (f"latency (ms){where}", "num", lambda r: _number(r["latency_ms"], ".3f")),
+            ("MMACs", "num", lambda r: _number(r["macs"] / 1e6, ".2f")),
+            ("params", "num", lambda r: _number(r["params"], ",.0f"))]
+
+
+def pareto_table(front: pd.DataFrame, label: str, target: str) -> str:
+    if front.empty:
+        return "<p>No evaluated trials yet: the Pareto front is empty.</p>"
+    return _html_table(front, [("trial", "num", lambda r: str(r["number"])), *_measure_columns(label, target),
+                               ("arch_id", "id", lambda r: f"<code>{html.escape(r['arch_id'])}</code>"),
+                               ("spec", "", lambda r: _folded_spec(r["spec_string"]))])
+
+
+def baselines_table(baselines: pd.DataFrame, label: str, target: str) -> str:
+    if baselines.empty:
+        return "<p>None: the run's config lists no <code>baselines</code>.</p>"
+    return _html_table(baselines, [("name", "", lambda r: html.escape(str(r["name"]))),
+                                   *_measure_columns(label, target),
+                                   ("arch_id", "id", lambda r: f"<code>{html.escape(str(r['arch_id']))}</code>")])
+
+
+# Laid out for a laptop window (tests/test_report_browser.py looks at it in Chromium): codes
+# break anywhere rather than widen the page, except the short arch ids; numbers align right.
+STYLE = "".join([
+    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.4}",
+    "h1 small{display:block;font-size:55%;font-weight:normal;color:#555}",
+    "table{border-collapse:collapse;font-size:13px;max-width:100%}",
+    "td,th{border:1px solid #ccc;padding:3px 8px;vertical-align:top}th{background:#f3f3f3}th small{font-weight:normal}",
+    "td.num,th.num{text-align:right}td.num{font-variant-numeric:tabular-nums;white-space:nowrap}",
+    "code{overflow-wrap:anywhere}td.id code{white-space:nowrap}",
+    "details.spec summary{cursor:pointer}details.spec[open] summary{color:#777}",
+    "img{max-width:100%;height:auto}pre{background:#f6f6f6;padding:8px;font-size:11px;overflow:auto}",
+])
+
+
 def _img(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     return f'<img alt="{path.name}" src="data:image/png;base64,{data}">'
 
 
 def render_html(study, frame, front, baselines, history, paths, label: str) -> str:
-    from nas.latency.deployment import pricing_sentence
-
     config = study.user_attrs.get("config", {})
-    counts = frame["state"].value_counts().to_dict()
+    counts = ", ".join(f"{n} {state.lower()}" for state, n in frame["state"].value_counts().items())
+    target = latency_target(study.user_attrs.get("latency_pricing"))
+    on_target = f" on {target}" if target else ""
     infeasible = int((frame["feasible"] == False).sum())  # noqa: E712
     duplicates = int(frame["duplicate_of"].notna().sum())
     specs = []
@@ -196,19 +288,21 @@ def render_html(study, frame, front, baselines, history, paths, label: str) -> s
         spec = frame.loc[frame["number"] == row["number"], "spec"].iloc[0]
         specs.append(f"<details><summary>trial {row['number']}: {label} {row['score']:.4f}, "
                      f"{row['latency_ms']:.3f} ms, <code>{html.escape(row['arch_id'])}</code></summary>"
-                     f"<p><code>{html.escape(row['spec_string'])}</code></p>"
+                     f"<p>{_spec_code(row['spec_string'])}</p>"
                      f"<pre>{html.escape(json.dumps(json.loads(spec), indent=1))}</pre></details>")
     trajectory = study.user_attrs.get("netadapt_trajectory")
     sections = [
-        f"<h1>Search report: {html.escape(study.study_name)}</h1>",
-        f"<p>{len(frame)} trials: {html.escape(str(counts))}; {infeasible} infeasible (not trained), "
+        f"<h1>Search report: {html.escape(study.study_name)}"
+        f"{f'<small>latency{html.escape(on_target)}</small>' if target else ''}</h1>",
+        f"<p>{len(frame)} trials ({html.escape(counts or 'none yet')}); {infeasible} infeasible (not trained), "
         f"{duplicates} answered from an earlier trial of the same architecture. Final hypervolume "
         f"{history['hypervolume'].iloc[-1] if len(history) else 0:.4f}.</p>",
-        f"<p>{html.escape(pricing_sentence(study.user_attrs.get('latency_pricing')))}</p>",
-        "<h2>Accuracy vs predicted latency</h2>", _img(paths["pareto.png"]),
+        f"<p>{html.escape(pricing_paragraph(study.user_attrs.get('latency_pricing')))}</p>",
+        f"<h2>{html.escape(label.capitalize())} vs predicted latency{html.escape(on_target)}</h2>",
+        _img(paths["pareto.png"]),
         "<h2>Hypervolume history</h2>", _img(paths["hypervolume.png"]),
-        "<h2>Pareto front</h2>", front.to_html(index=False, float_format=lambda v: f"{v:.4f}"),
-        "<h2>Reference baselines</h2>", baselines.to_html(index=False, float_format=lambda v: f"{v:.4f}"),
+        "<h2>Pareto front</h2>", pareto_table(front, label, target),
+        "<h2>Reference baselines</h2>", baselines_table(baselines, label, target),
     ]
     if trajectory:
         sections += ["<h2>NetAdapt trajectory</h2>", pd.DataFrame(trajectory).to_html(index=False)]
@@ -217,11 +311,10 @@ def render_html(study, frame, front, baselines, history, paths, label: str) -> s
     sections.append(verified_section(paths["report.html"].parent))
     sections += ["<h2>Pareto architectures</h2>", *specs,
                  "<h2>Experiment config</h2>", f"<pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>"]
-    style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}"
-             "img{max-width:100%}pre{background:#f6f6f6;padding:8px;font-size:11px;overflow:auto}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(study.study_name)}</title>"
-            f"<style>{style}</style></head><body>{''.join(sections)}</body></html>")
+    title = html.escape(f"{study.study_name}: latency{on_target}" if target else study.study_name)
+    return (f"<!doctype html><html><head><meta charset='utf-8'>"
+            f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{title}</title>"
+            f"<style>{STYLE}</style></head><body>{''.join(sections)}</body></html>")
 
 
 def format_pareto(front: pd.DataFrame, label: str = "score") -> str:

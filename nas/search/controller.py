@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from nas.latency.deployment import price
 from nas.ops import OpInstance, count_macs, count_params, resolve
 from nas.search.objectives import Measured, Objective
-from nas.search.study import Heartbeat, completed_trials, tell, write_batch
+from nas.search.study import Heartbeat, ask, completed_trials, current_trial
 from nas.space import SearchSpace
 from nas.spec import ArchSpec
 
@@ -211,7 +211,7 @@ class Controller:
                 if self.timeout_s is not None and time.perf_counter() - start >= self.timeout_s:
                     summary.notes.append(f"stopped by the {self.timeout_s:g} s timeout")
                     break
-                trials = self.study.get_trials(deepcopy=False)  # one read per trial, shared with step
+                trials = self.study.get_trials(deepcopy=False)
                 action = self.next_action(trials)
                 if action == "stop":
                     break
@@ -219,7 +219,7 @@ class Controller:
                     time.sleep(self.heartbeat_interval_s())
                     continue
                 duplicates_before = summary.duplicates
-                self.step(summary, known=trials)
+                self.step(summary)
                 self.consecutive_duplicates = (self.consecutive_duplicates + 1
                                                if summary.duplicates > duplicates_before else 0)
                 if self.consecutive_failures >= MAX_CONSECUTIVE_FAILED_EVALUATIONS:
@@ -251,57 +251,59 @@ class Controller:
         summary.elapsed_s = time.perf_counter() - start
         return summary
 
-    def step(self, summary: RunSummary, known: list[FrozenTrial] | None = None) -> int:
+    def step(self, summary: RunSummary) -> int:
         """Ask for one trial, measure it, evaluate it unless infeasible or known, tell;
-        returns the trial's number. ``known``: the study's trials as read just before (the
-        run loop's read, to spare another); by default they are read here."""
-        trial = self.study.ask()
-        self.heartbeat.first(trial._trial_id)  # ask/tell has no public trial id
-        with write_batch(self.storage):  # one transaction instead of one per parameter
-            params = {name: trial.suggest_categorical(name, choices) for name, choices in self.choices.items()}
-            spec = self.space.decode(params)
-            m = self.measure(spec)
-            for key, value in self.spec_attrs(spec, m).items():
-                trial.set_user_attr(key, value)
-            for key, value in self.objective.named_constraints(m).items():
-                trial.set_constraint(key, value)  # constrained samplers rank infeasible trials by these
-            # Baselines are trained even when infeasible: they are the reference the plots compare to.
-            runs = self.objective.feasible(m) or "baseline" in trial.user_attrs
-            earlier = self.find_earlier(spec.arch_id, trial.number, known, evaluated=runs)
-            if not runs and earlier is None:  # told inside the batch: the trial's rows and its end in one transaction
-                tell(self.study, trial, self.objective.unevaluated_values(m))
-                summary.infeasible += 1
-                return trial.number
+        returns the trial's number."""
+        trial = ask(self.study)
+        trial_id = self.heartbeat.first(self.study, trial.number)
+        params = {name: trial.suggest_categorical(name, choices) for name, choices in self.choices.items()}
+        spec = self.space.decode(params)
+        m = self.measure(spec)
+        for key, value in self.spec_attrs(spec, m).items():
+            trial.set_user_attr(key, value)
+        for key, value in self.objective.named_constraints(m).items():
+            trial.set_constraint(key, value)  # constrained samplers rank infeasible trials by these
+        # Baselines are trained even when infeasible: they are the reference the plots compare to.
+        runs = self.objective.feasible(m) or "baseline" in trial.user_attrs
+        # The study is read now, after this trial's attributes are written, not before it was
+        # asked: another worker's trial of the same architecture then shows its arch_id unless
+        # it was asked after this one (and that worker sees this trial instead).
+        earlier = self.find_earlier(spec.arch_id, trial.number, evaluated=runs)
+        if not runs and earlier is None:
+            self.study.tell(trial, self.objective.unevaluated_values(m))
+            summary.infeasible += 1
+            return trial.number
         if earlier is not None:
             # Pruned, not completed: the budget counts distinct architectures, and the sampler,
             # which learns from completed trials, already has the earlier one.
-            with write_batch(self.storage):
-                if earlier.state == TrialState.RUNNING:  # another worker is evaluating it
-                    trial.set_user_attr("duplicate_running_of", earlier.number)
-                else:
-                    trial.set_user_attr("duplicate_of", earlier.number)
-                    for key in ("score", "metrics"):
-                        if key in earlier.user_attrs:
-                            trial.set_user_attr(key, earlier.user_attrs[key])
-                tell(self.study, trial, state=TrialState.PRUNED)
+            if earlier.state == TrialState.RUNNING:  # another worker is evaluating it
+                trial.set_user_attr("duplicate_running_of", earlier.number)
+            else:
+                trial.set_user_attr("duplicate_of", earlier.number)
+                for key in ("score", "metrics"):
+                    if key in earlier.user_attrs:
+                        trial.set_user_attr(key, earlier.user_attrs[key])
+            self.study.tell(trial, state=TrialState.PRUNED)
             summary.duplicates += 1
             return trial.number
-        self.evaluate_and_tell(trial, spec, m, summary)
+        self.evaluate_and_tell(trial, spec, m, summary, trial_id)
         return trial.number
 
-    def evaluate_and_tell(self, trial: optuna.Trial, spec: ArchSpec, m: Measured, summary: RunSummary) -> None:
-        with self.heartbeat.beating(trial._trial_id):
+    def evaluate_and_tell(self, trial: optuna.Trial, spec: ArchSpec, m: Measured, summary: RunSummary,
+                          trial_id: int | None = None) -> None:
+        """``trial_id``: the trial's storage id, which the heartbeat beats (None: no heartbeats)."""
+        with self.heartbeat.beating(trial_id):
             try:
                 metrics, eval_s = self.timed_evaluation(spec, summary)
             except KeyboardInterrupt:
                 trial.set_user_attr("interrupted", True)
-                tell(self.study, trial, state=TrialState.FAIL)
+                self.study.tell(trial, state=TrialState.FAIL)
                 raise
             except Exception as exc:  # one failed evaluation must not end the search...
                 reason = one_line(f"{type(exc).__name__}: {exc}")
                 trial.set_user_attr("status", "error")
                 trial.set_user_attr("reason", reason)
-                tell(self.study, trial, state=TrialState.FAIL)
+                self.study.tell(trial, state=TrialState.FAIL)
                 self.log(f"trial {trial.number}: evaluation failed: {reason}")
                 summary.failed += 1
                 self.consecutive_errors += 1
@@ -314,15 +316,13 @@ class Controller:
         ok = status == "ok" and isinstance(score, (int, float)) and math.isfinite(score)
         reason = None if ok else one_line(metrics.get("reason") or f"no finite {self.evaluator.objective}")
         try:
-            with write_batch(self.storage):  # the results and the trial's end in one transaction
-                trial.set_user_attr("metrics", {**_primitive_metrics(metrics), "eval_s": eval_s})
-                if ok:
-                    trial.set_user_attr("score", float(score))
-                    tell(self.study, trial,
-                         self.objective.values(Measured(m.latency_ms, m.macs, m.params, float(score))))
-                else:
-                    trial.set_user_attr("reason", reason)
-                    tell(self.study, trial, state=TrialState.FAIL)
+            trial.set_user_attr("metrics", {**_primitive_metrics(metrics), "eval_s": eval_s})
+            if ok:
+                trial.set_user_attr("score", float(score))
+                self.study.tell(trial, self.objective.values(Measured(m.latency_ms, m.macs, m.params, float(score))))
+            else:
+                trial.set_user_attr("reason", reason)
+                self.study.tell(trial, state=TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             # Another worker's dead-worker check failed the trial meanwhile (this worker's
             # heartbeats stopped for longer than the grace period) and queued its retry; the
@@ -368,7 +368,7 @@ class Controller:
             if t.state == TrialState.RUNNING and t.number < number:
                 running = t
         if running is not None and known is not None:
-            running = self.study._storage.get_trial(running._trial_id)
+            running = current_trial(self.study, running.number, self.storage)
             if running.state == TrialState.COMPLETE and "score" in running.user_attrs:
                 return running
             return running if running.state == TrialState.RUNNING else None

@@ -24,21 +24,21 @@ import sqlalchemy
 from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from nas.search.batched_storage import BatchedRDBStorage
-
-try:  # Optuna's tell, less the copy of the finished trial that Study.tell makes to return it
-    from optuna.study._tell import _tell_with_warning
-except ImportError:  # pragma: no cover - depends on the installed Optuna
-    _tell_with_warning = None
-
-# Heartbeats, stale-trial retry and metric names are marked experimental in Optuna; we rely
-# on them deliberately. Ask/tell with heartbeats warns because Study.optimize usually beats
-# for you; our Heartbeat class below does it instead.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
-
 MAX_RETRY = 3
 CONNECT_TIMEOUT_S = 10
+
+
+@contextlib.contextmanager
+def optuna_heartbeat_warnings_off() -> Iterator[None]:
+    """Within the block, Optuna does not warn about the features this module relies on
+    deliberately: heartbeats and the stale-trial retry are marked experimental, and asking a
+    trial from a storage with heartbeats warns because ``Study.optimize`` usually beats (our
+    :class:`Heartbeat` does instead). Scoped, so that importing the package changes no
+    warning filter."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+        yield
 
 
 class StorageError(RuntimeError):
@@ -51,8 +51,9 @@ def redact(url: str) -> str:
 
 
 def make_storage(url: str, heartbeat_interval_s: int = 5, grace_period_s: int = 20) -> optuna.storages.BaseStorage:
-    """Open a storage. RDB storages get heartbeats, retry the trials of dead workers, and
-    write a trial's parameters and attributes together (:func:`write_batch`)."""
+    """Open one of Optuna's storages as Optuna ships it. RDB storages (SQLite, PostgreSQL)
+    get Optuna's heartbeats and retry the trials of dead workers; journal files get ours
+    (:class:`Heartbeat`)."""
     if url == "memory":
         return optuna.storages.InMemoryStorage()
     if url.startswith("journal:"):
@@ -74,9 +75,10 @@ def make_storage(url: str, heartbeat_interval_s: int = 5, grace_period_s: int = 
         engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
         engine_kwargs["pool_pre_ping"] = True
     try:
-        storage = BatchedRDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval_s,
-                                    grace_period=grace_period_s,
-                                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(MAX_RETRY))
+        with optuna_heartbeat_warnings_off():
+            storage = RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval_s,
+                                 grace_period=grace_period_s,
+                                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(MAX_RETRY))
     except Exception as exc:  # sqlalchemy/driver errors: keep the cause, hide the password
         message = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         raise StorageError(f"cannot open storage {redact(url)!r}: {message}") from None
@@ -135,22 +137,27 @@ def study_setup_lock(url: str) -> Iterator[None]:
 _SETUP_LOCK_KEY = 0x65646765  # "edge": any fixed 64-bit number that other software is unlikely to use
 
 
-def write_batch(storage: optuna.storages.BaseStorage | None):
-    """A context in which the storage writes trial parameters and attributes together at the
-    end (a no-op for storages that cannot)."""
-    if isinstance(storage, BatchedRDBStorage):
-        return storage.batch()
-    return contextlib.nullcontext()
+def ask(study: optuna.Study) -> optuna.Trial:
+    """``study.ask()``, without the warning Optuna gives for storages with heartbeats (see
+    :func:`optuna_heartbeat_warnings_off`)."""
+    with optuna_heartbeat_warnings_off():
+        return study.ask()
 
 
-def tell(study: optuna.Study, trial: optuna.Trial, values=None, state: TrialState | None = None) -> None:
-    """``study.tell(trial, values, state)``, same checks and errors, returning nothing:
-    ``Study.tell`` returns a deep copy of the finished trial (about 1 ms for a trial with the
-    hybrid space's 48 parameters and their distributions), which the controller never uses."""
-    if _tell_with_warning is None:
-        study.tell(trial, values, state)
-    else:
-        _tell_with_warning(study, trial, values, state)
+def storage_trial_id(storage: optuna.storages.BaseStorage, study: optuna.Study, number: int) -> int:
+    """The storage's id of the study's trial ``number`` (trial numbers are unique within a
+    study; storages address trials by id), through public storage methods."""
+    return storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name), number)
+
+
+def current_trial(study: optuna.Study, number: int,
+                  storage: optuna.storages.BaseStorage | None = None) -> FrozenTrial:
+    """The study's trial ``number`` as the storage holds it now (another worker may have
+    changed it since the study was last read): one trial read from ``storage`` (the one the
+    study was opened with) when given, else a read of the study."""
+    if storage is not None:
+        return storage.get_trial(storage_trial_id(storage, study, number))
+    return next(t for t in study.get_trials(deepcopy=False) if t.number == number)
 
 
 def _use_write_ahead_log(path: Path) -> None:
@@ -167,8 +174,8 @@ def _use_write_ahead_log(path: Path) -> None:
 def _relaxed_sync(dbapi_connection, _record) -> None:
     # In WAL mode, synchronous=NORMAL keeps the database consistent and loses nothing when a
     # process is killed; only an OS crash or power cut can drop the last commits. Each
-    # trial writes dozens of small rows, and a full fsync per commit (about 2 ms here)
-    # would dominate the controller's cost.
+    # trial writes dozens of small rows, one commit each, and a full fsync per commit
+    # (about 2 ms here) would dominate the controller's cost.
     dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
 
@@ -211,7 +218,8 @@ class Heartbeat:
                                else grace_period_s)
         # Held while a beat is written: once beating() has returned, no beat of its trial follows.
         self._lock = threading.Lock()
-        self._trial_id: int | None = None
+        self._beating: int | None = None
+        self._study_ids: dict[str, int] = {}  # the study of the trials beaten, by name: asked once
         self._thread: threading.Thread | None = None
 
     def _record(self, trial_id: int) -> None:
@@ -220,19 +228,26 @@ class Heartbeat:
         else:
             self.storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
 
-    def first(self, trial_id: int) -> None:
-        """Record a trial's first heartbeat as soon as it is asked: a trial without any
-        heartbeat row is never detected as stale, so from now on a dead worker's trial is
-        retried."""
-        if self.enabled:
-            self._record(trial_id)
+    def first(self, study: optuna.Study, number: int) -> int | None:
+        """Record the first heartbeat of the study's trial ``number`` as soon as it is asked
+        (a trial without any heartbeat row is never detected as stale, so from now on a dead
+        worker's trial is retried); returns the trial's storage id for :meth:`beating`, None
+        when this storage has no heartbeats."""
+        if not self.enabled:
+            return None
+        if self._study_ids.get(study.study_name) is None:
+            self._study_ids = {study.study_name: self.storage.get_study_id_from_name(study.study_name)}
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(self._study_ids[study.study_name], number)
+        self._record(trial_id)
+        return trial_id
 
     def fail_stale(self, study: optuna.Study) -> None:
         """Fail the running trials of dead workers and queue their retries."""
-        if self.optuna_heartbeats:
-            optuna.storages.fail_stale_trials(study)
-        elif self.enabled:
-            self._fail_stale_by_attribute(study)
+        with optuna_heartbeat_warnings_off():
+            if self.optuna_heartbeats:
+                optuna.storages.fail_stale_trials(study)
+            elif self.enabled:
+                self._fail_stale_by_attribute(study)
 
     def _fail_stale_by_attribute(self, study: optuna.Study) -> None:
         now = time.time()
@@ -254,12 +269,13 @@ class Heartbeat:
                 RetryHeartbeatStaleTrialCallback(MAX_RETRY)(study, self.storage.get_trial(trial_id))
 
     @contextlib.contextmanager
-    def beating(self, trial_id: int) -> Iterator[None]:
-        if not self.enabled:
+    def beating(self, trial_id: int | None) -> Iterator[None]:
+        """Beats the trial with this storage id while the block runs (nothing for None)."""
+        if not self.enabled or trial_id is None:
             yield
             return
         with self._lock:
-            self._trial_id = trial_id
+            self._beating = trial_id
             if self._thread is None:
                 self._thread = threading.Thread(target=self._beat, daemon=True, name="nas-heartbeat")
                 self._thread.start()
@@ -267,19 +283,19 @@ class Heartbeat:
             yield
         finally:
             with self._lock:
-                self._trial_id = None
+                self._beating = None
 
     def _beat(self) -> None:
         while True:
             time.sleep(self.interval_s)
             with self._lock:
-                if self._trial_id is None:
+                if self._beating is None:
                     self._thread = None  # under the lock: beating() starts a new thread from now on
                     return
                 try:
-                    self._record(self._trial_id)
+                    self._record(self._beating)
                 except Exception as exc:  # a lost connection: the next beat may get through
-                    warnings.warn(f"heartbeat of trial id {self._trial_id} not recorded: {exc}", RuntimeWarning,
+                    warnings.warn(f"heartbeat of trial id {self._beating} not recorded: {exc}", RuntimeWarning,
                                   stacklevel=1)
 
 

@@ -70,11 +70,60 @@ class SpaceConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+# Natural images (photos), for which a random crop after zero padding and a horizontal flip keep
+# the label: augmented unless the config says otherwise. Digits and clothing (MNIST,
+# Fashion-MNIST) are centred and a mirrored digit is another glyph: not augmented unless asked.
+AUGMENTED_DATASETS = ("cifar10", "cifar100", "folder")
+AUGMENT_PADDING = 4  # pixels of zero padding before the random crop (the usual CIFAR recipe)
+IMAGE_CHANNELS = (1, 3)  # what an image folder is converted to: grey or RGB
+
+
 @dataclass(frozen=True)
 class DatasetConfig:
     name: str = "fashion-mnist"
     path: str | None = None
     val_fraction: float = bounded(0.1, 0.0, 1.0, low_open=True, high_open=True)
+    input: str | None = None  # folder: HxWxC the images are resized and converted to
+    augment: bool | None = None  # random crop (padding 4) and flip; None: on for AUGMENTED_DATASETS
+    cache: str | None = None  # folder: where decoded images are kept (None: the run folder's data_cache/)
+
+    def validate(self, where: str) -> None:
+        if self.name != "folder":
+            for key in ("input", "cache"):
+                if getattr(self, key) is not None:
+                    raise ConfigError(f"{where}.{key} applies to the folder dataset only, got name {self.name!r}")
+            return
+        if self.path is None:
+            raise ConfigError(f"{where}.path is required for the folder dataset: the folder holding "
+                              "train/<class>/ and test/<class>/")
+        if self.input is None:
+            raise ConfigError(f"{where}.input is required for the folder dataset: the HxWxC the images are "
+                              "resized and converted to (C 1 for grey, 3 for RGB), e.g. 64x64x3")
+        from nas.spec import SpecError, parse_shape
+
+        try:
+            shape = parse_shape(self.input, f"{where}.input")
+        except SpecError as exc:
+            raise ConfigError(str(exc)) from None
+        if shape[2] not in IMAGE_CHANNELS:
+            raise ConfigError(f"{where}.input must have 1 (grey) or 3 (RGB) channels, got {self.input!r}")
+
+    @property
+    def augments(self) -> bool:
+        return self.augment if self.augment is not None else self.name in AUGMENTED_DATASETS
+
+    def augmentation(self) -> dict[str, Any]:
+        """The training budget fields (nas.train.Budget) of this section's augmentation."""
+        return {"crop_padding": AUGMENT_PADDING if self.augments else 0, "flip": self.augments}
+
+    def cache_dir(self, run_folder: str | Path | None) -> Path | None:
+        """Where an image folder's decoded arrays are kept: ``cache``, else inside the run folder
+        (None: no other dataset is cached, nor a folder read without a run folder)."""
+        if self.name != "folder":
+            return None
+        if self.cache:
+            return Path(self.cache)
+        return Path(run_folder) / "data_cache" if run_folder is not None else None
 
 
 @dataclass(frozen=True)
@@ -185,6 +234,10 @@ class ExperimentConfig:
         if self.sampler.candidates is not None and self.sampler_kind() != "nsga2":
             raise ConfigError(f"sampler.candidates applies to the nsga2 sampler only, "
                               f"got sampler {self.sampler_kind()!r}")
+        given = sorted({"crop_padding", "flip"} & set(self.evaluator.options))
+        if self.dataset.augment is not None and given:
+            raise ConfigError(f"dataset.augment and evaluator.options.{given[0]} both set the augmentation: give "
+                              "one (dataset.augment: true means crop_padding 4 and flip)")
         if self.grace_period_s <= self.heartbeat_interval_s:
             raise ConfigError(f"grace_period_s must exceed heartbeat_interval_s ({self.heartbeat_interval_s}), "
                               f"got {self.grace_period_s!r}")

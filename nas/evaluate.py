@@ -134,15 +134,19 @@ class DataSource:
     val_fraction: float = 0.1
     split_seed: int = 0
     dataset: Dataset | None = field(default=None, repr=False)
+    input: str | None = None  # an image folder's HxWxC
+    cache_dir: str | None = None  # where an image folder's decoded arrays are kept (no part of the key)
 
     @classmethod
     def of(cls, dataset: Dataset) -> DataSource:
-        return cls(dataset.name, dataset.source or None, dataset.val_fraction, dataset.split_seed, dataset)
+        shape = "x".join(map(str, dataset.input_shape)) if dataset.name == "folder" else None
+        return cls(dataset.name, dataset.source or None, dataset.val_fraction, dataset.split_seed, dataset, shape)
 
     @property
     def key(self) -> str:
         root = f"@{self.root}" if self.root and self.name not in DATASET_SHAPES else ""
-        return f"{self.name}{root}:val{self.val_fraction:g}:split{self.split_seed}"
+        shape = f":{self.input}" if self.input else ""
+        return f"{self.name}{root}{shape}:val{self.val_fraction:g}:split{self.split_seed}"
 
     @property
     def shape(self) -> tuple[tuple[int, int, int], int]:
@@ -154,8 +158,9 @@ class DataSource:
 
     def load(self) -> Dataset:
         if self.dataset is None:
+            folder = {"input": self.input, "cache_dir": self.cache_dir} if self.name == "folder" else {}
             self.dataset = load_dataset(self.name, self.root, val_fraction=self.val_fraction,
-                                        split_seed=self.split_seed)
+                                        split_seed=self.split_seed, **folder)
         return self.dataset
 
 
@@ -310,7 +315,7 @@ class TinyEvaluator(ProxyEvaluator):
 # --------------------------------------------------------------------------------------
 # factory
 
-_SOURCE_OPTIONS = {"dataset", "data_path", "val_fraction", "split_seed"}
+_SOURCE_OPTIONS = {"dataset", "data_path", "val_fraction", "split_seed", "data_input", "data_cache"}
 _OPTIONS = {
     "train": _SOURCE_OPTIONS | {f.name for f in fields(Budget)} | {"budget", "cache_path", "progress"},
     "proxy": _SOURCE_OPTIONS | {"proxies", "objective", "batch_size", "batches", "seed", "threads", "cache_path"},
@@ -328,6 +333,7 @@ def _source(options: dict) -> DataSource:
     dataset = options.pop("dataset", "fashion-mnist")
     root = options.pop("data_path", None)
     val_fraction, split_seed = options.pop("val_fraction", 0.1), options.pop("split_seed", 0)
+    shape, cache = options.pop("data_input", None), options.pop("data_cache", None)
     if isinstance(dataset, Dataset):
         return DataSource.of(dataset)
     if dataset not in DATASETS:
@@ -337,7 +343,10 @@ def _source(options: dict) -> DataSource:
         raise EvaluatorError(f"val_fraction must be a number in (0, 1), got {val_fraction!r}")
     if isinstance(split_seed, bool) or not isinstance(split_seed, int) or not 0 <= split_seed <= MAX_SEED:
         raise EvaluatorError(f"split_seed must be an integer in [0, {MAX_SEED}], got {split_seed!r}")
-    return DataSource(dataset, str(root) if root else None, val_fraction, split_seed)
+    if (shape is not None or cache is not None) and dataset != "folder":
+        raise EvaluatorError(f"data_input and data_cache apply to the folder dataset only, not {dataset!r}")
+    return DataSource(dataset, str(root) if root else None, val_fraction, split_seed, input=shape,
+                      cache_dir=str(cache) if cache else None)
 
 
 def make_evaluator(kind: str, **options: Any) -> Evaluator:
@@ -345,7 +354,8 @@ def make_evaluator(kind: str, **options: Any) -> Evaluator:
 
     - every kind: ``dataset`` (a name of :data:`nas.data.DATASETS` or a loaded Dataset;
       default fashion-mnist), ``data_path`` (its folder), ``val_fraction``, ``split_seed``,
-      ``cache_path`` (a JSON-lines file shared by runs);
+      ``cache_path`` (a JSON-lines file shared by runs); for an image folder ``data_input``
+      (HxWxC) and ``data_cache`` (a folder for its decoded arrays);
     - ``train``: any :class:`~nas.train.Budget` field (epochs, fraction, batch_size, lr, seed,
       ...) or ``budget=Budget(...)``, and ``progress`` (tqdm bars);
     - ``proxy``: ``proxies`` (some of :data:`nas.proxies.PROXIES`), ``objective``,

@@ -272,6 +272,11 @@ def make_experiment_evaluator(config: ExperimentConfig):
 
     options = dict(config.evaluator.options)
     options.setdefault("seed", config.seed)
+    if config.evaluator.kind == "train":  # the dataset's augmentation, unless the options set it
+        for key, value in config.dataset.augmentation().items():
+            options.setdefault(key, value)
+    if config.dataset.name == "folder":
+        options.update(data_input=config.dataset.input, data_cache=config.dataset.cache_dir(config.output_dir()))
     return make_evaluator(config.evaluator.kind, dataset=config.dataset.name, data_path=config.dataset.path,
                           val_fraction=config.dataset.val_fraction, cache_path=config.output_dir() / "eval_cache.jsonl",
                           **options)

@@ -1,0 +1,37 @@
+"""edgenas: hardware-aware neural architecture search for edge devices.
+
+The Python API (guide: docs/python-api.md) does what the ``nas`` commands do::
+
+    import nas
+
+    config = nas.load_config("experiments/quickstart.yaml")
+    nas.run_search(config)
+    nas.pareto_front(config.output_dir())          # a pandas DataFrame
+    nas.price("mobilenet_v2_1.0", "pixel1-proxylessnas").latency_ms
+
+Importing ``nas`` changes no global state (warning filters, logging, the matplotlib backend,
+threads) and loads no heavy library; see :mod:`nas.api`.
+"""
+
+from nas.api import (
+    ArchSpec,
+    ConfigError,
+    ExperimentConfig,
+    Price,
+    SpecError,
+    change_config,
+    latency_tables,
+    load_arch,
+    load_config,
+    make_config,
+    open_run,
+    pareto_front,
+    price,
+    run_search,
+    trials,
+    write_report,
+)
+
+__all__ = ["ArchSpec", "ConfigError", "ExperimentConfig", "Price", "SpecError", "change_config", "latency_tables",
+           "load_arch", "load_config", "make_config", "open_run", "pareto_front", "price", "run_search", "trials",
+           "write_report"]

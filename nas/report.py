@@ -12,17 +12,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import optuna
+import pandas as pd
+import yaml
+from matplotlib.figure import Figure  # figures drawn straight to files: no pyplot, no global backend
 
-matplotlib.use("Agg")  # reports are files; never open a window
-import matplotlib.pyplot as plt  # noqa: E402
-import optuna  # noqa: E402
-import pandas as pd  # noqa: E402
-import yaml  # noqa: E402
-
-from nas.folders import written_whole  # noqa: E402
-from nas.search.pareto import accuracy_latency_hypervolume, nondominated_mask  # noqa: E402
-from nas.search.study import make_storage, redact, trial_record  # noqa: E402
+from nas.folders import written_whole
+from nas.search.pareto import accuracy_latency_hypervolume, nondominated_mask
+from nas.search.study import make_storage, redact, trial_record
 
 TRIAL_COLUMNS = ["number", "state", "score", "latency_ms", "macs", "params", "feasible", "baseline", "duplicate_of",
                  "arch_id", "spec_string", "train_time_s", "eval_s", "status", "reason"]
@@ -113,7 +110,8 @@ def score_name(study: optuna.Study) -> str:
 
 def plot_pareto(frame: pd.DataFrame, front: pd.DataFrame, baselines: pd.DataFrame, path: Path, label: str,
                 limit_ms: float | None = None, latency_axis: str = "predicted latency (ms)") -> None:
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    fig = Figure(figsize=(7.5, 5))
+    ax = fig.subplots()
     done = evaluated(frame)
     ax.scatter(done["latency_ms"], done["score"], s=18, alpha=0.6, label="trials")
     infeasible = frame[(frame["feasible"] == False) & frame["latency_ms"].notna()]  # noqa: E712
@@ -136,11 +134,11 @@ def plot_pareto(frame: pd.DataFrame, front: pd.DataFrame, baselines: pd.DataFram
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def plot_hypervolume(history: pd.DataFrame, path: Path, reference_ms: float) -> None:
-    fig, ax = plt.subplots(figsize=(7.5, 3.5))
+    fig = Figure(figsize=(7.5, 3.5))
+    ax = fig.subplots()
     ax.plot(history["number"], history["hypervolume"], color="C0")
     ax.set_xlabel("trial")
     ax.set_ylabel("hypervolume")
@@ -148,7 +146,6 @@ def plot_hypervolume(history: pd.DataFrame, path: Path, reference_ms: float) -> 
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def write_report(study: optuna.Study, folder: str | Path) -> dict[str, Path]:

@@ -3,6 +3,7 @@ model, objective, sampler and study, run the baselines and the controller, write
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,18 @@ from nas.search.study import make_storage, redact, study_setup_lock
 from nas.space import SearchSpace, get_space, space_class
 from nas.spec import SpecError
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+@contextlib.contextmanager
+def optuna_warnings_only():
+    """Optuna logs every trial at INFO; a search prints its own progress, so while it runs only
+    Optuna's warnings are shown. The caller's verbosity comes back afterwards: importing or
+    calling the library leaves logging as it found it (a notebook may want Optuna's INFO)."""
+    previous = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(previous)
 
 
 class ExperimentError(ValueError):
@@ -218,6 +230,7 @@ def preflight(config: ExperimentConfig, check_table: bool) -> None:
     ensure_writable(config.output_dir())
 
 
+@optuna_warnings_only()
 def run_experiment(config: ExperimentConfig, *, progress: bool = True, storage_url: str | None = None,
                    evaluator=None, latency_model=None, worker: int | None = None, log=None,
                    force_new: bool = False) -> RunSummary:

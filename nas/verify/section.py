@@ -8,15 +8,12 @@ import html
 import json
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure  # figures drawn straight to files: no pyplot, no global backend
+from matplotlib.ticker import MaxNLocator
+from scipy import stats
 
-matplotlib.use("Agg")  # reports are files; never open a window
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-from scipy import stats  # noqa: E402
-
-from nas.folders import written_whole  # noqa: E402
+from nas.folders import written_whole
 
 FRONT_PLOT = "verified.png"
 RANK_PLOT = "verified_ranks.png"
@@ -31,7 +28,8 @@ def _entries(verdict: dict) -> list[dict]:
 def plot_front(entries: list[dict], path: Path, epochs: int | None) -> None:
     """Search score and verified test accuracy (mean, error bar = std over seeds) against the
     predicted latency, one dotted line joining the two points of each network."""
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    fig = Figure(figsize=(7.5, 5))
+    ax = fig.subplots()
     for role, color, marker in (("pick", "C3", "o"), ("baseline", "C2", "*")):
         shown = [e for e in entries if e["role"] == role and e["latency_ms"] is not None]
         if not shown:
@@ -62,13 +60,13 @@ def plot_front(entries: list[dict], path: Path, epochs: int | None) -> None:
     ax.legend(loc="best", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def plot_ranks(entries: list[dict], path: Path, tau: float | None) -> None:
     """Rank by search score against rank by verified mean test accuracy (1 = best)."""
     unique = list({e["arch_id"]: e for e in entries if e["search_score"] is not None}.values())
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.subplots()
     if unique:
         search = stats.rankdata([-e["search_score"] for e in unique])
         final = stats.rankdata([-e["test_acc_mean"] for e in unique])
@@ -89,7 +87,6 @@ def plot_ranks(entries: list[dict], path: Path, tau: float | None) -> None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _img(path: Path) -> str:

@@ -124,6 +124,8 @@ def retrain_budget(config: ExperimentConfig | None, epochs: int, seed: int | Non
     options = dict(config.evaluator.options) if trains else {}
     known = {f.name for f in dataclasses.fields(Budget)} - {"epochs", "fraction", "max_seconds"}
     settings = {k: v for k, v in options.items() if k in known}
+    if config is not None:  # the dataset's augmentation, unless the train options set it
+        settings = {**config.dataset.augmentation(), **settings}
     settings["seed"] = seed if seed is not None else settings.get("seed", config.seed if config else 0)
     try:
         return Budget(**{**settings, "epochs": epochs, "fraction": 1.0})
@@ -329,8 +331,10 @@ def onnx_input_name(path: Path) -> str:
 # from a search run
 
 
-def load_run_dataset(config: ExperimentConfig) -> Dataset:
-    """The dataset the run searched on (same name, folder, validation share and split seed).
+def load_run_dataset(config: ExperimentConfig, run_folder: str | Path | None = None) -> Dataset:
+    """The dataset the run searched on (same name, folder, validation share and split seed; an
+    image folder at the run's input shape, its decoded arrays kept in the run's cache when
+    ``run_folder`` is given or the config names a cache).
 
     Raises:
         ExportError: the dataset cannot be read (the message says how to get it).
@@ -338,9 +342,10 @@ def load_run_dataset(config: ExperimentConfig) -> Dataset:
     from nas.data import DataError, load_dataset
 
     data = config.dataset
+    folder = {"input": data.input, "cache_dir": data.cache_dir(run_folder)} if data.name == "folder" else {}
     try:
         return load_dataset(data.name, data.path, val_fraction=data.val_fraction,
-                            split_seed=config.evaluator.options.get("split_seed", 0))
+                            split_seed=config.evaluator.options.get("split_seed", 0), **folder)
     except (DataError, FileNotFoundError) as exc:
         raise ExportError(f"cannot load the run's dataset: {exc}") from None
 

@@ -48,7 +48,7 @@ def verify_run(folder: str | Path, *, picks: int = DEFAULTS["picks"], epochs: in
     folder = Path(folder)
     try:
         budgets = [retrain_budget(networks.config, epochs, seed) for seed in range(seeds)]
-        dataset = dataset or load_run_dataset(networks.config)
+        dataset = dataset or load_run_dataset(networks.config, folder)
     except ExportError as exc:
         raise VerifyError(str(exc)) from None
     candidates = networks.picks + networks.baselines

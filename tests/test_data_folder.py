@@ -1,5 +1,6 @@
 """The image-folder dataset: layout, conversion, resizing, caching and the errors for bad folders."""
 
+import json
 import os
 
 import numpy as np
@@ -190,3 +191,18 @@ def test_unreadable_cache_is_decoded_again(tmp_path):
     with pytest.warns(UserWarning, match="unreadable data cache"):
         dataset = load_dataset("folder", root, input="4x4x3", cache_dir=cache)
     assert dataset.classes == 3
+
+
+def test_nas_train_on_an_image_folder(tmp_path, capsys):
+    from nas.cli import main
+
+    root = image_folder(tmp_path / "imgs", per_class=4)
+    args = ["train", "mobilenet_v1_0.25", "--dataset", "folder", "--data", str(root), "--batch-size", "4",
+            "--threads", "1", "--json"]
+    assert main([*args, "--input", "12x12x1"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["dataset"].startswith("folder:12x12x1:") and record["status"] == "ok"
+    assert main(args) != 0
+    assert "needs an input shape HxWxC" in capsys.readouterr().err
+    assert main([*args[:3], "synthetic", "--input", "12x12x1"]) != 0
+    assert "--input applies to --dataset folder only" in capsys.readouterr().err

@@ -38,6 +38,8 @@ def register(subparsers) -> None:
                                                      "package's folder for fashion-mnist)")
     data.add_argument("--val-fraction", type=fraction_arg, default=0.1, help="held-out share of the training set")
     data.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation split")
+    data.add_argument("--input", metavar="HxWxC", help="--dataset folder: the shape images are resized and "
+                                                       "converted to (C 1 grey, 3 RGB), e.g. 64x64x3")
     budget = p.add_argument_group("budget")
     budget.add_argument("--epochs", type=positive_int, default=1)
     budget.add_argument("--fraction", type=fraction_arg, default=1.0, help="share of the train split to use")
@@ -140,7 +142,11 @@ def cmd_train(args) -> int:
     if args.val_fraction >= 1:
         raise UserError(f"--val-fraction must be below 1, got {args.val_fraction}")
     try:
-        dataset = load_dataset(args.dataset, args.data, val_fraction=args.val_fraction, split_seed=args.split_seed)
+        folder = {"input": args.input} if args.dataset == "folder" else {}
+        if args.input and not folder:
+            raise UserError(f"--input applies to --dataset folder only, got --dataset {args.dataset}")
+        dataset = load_dataset(args.dataset, args.data, val_fraction=args.val_fraction, split_seed=args.split_seed,
+                               **folder)
     except DataError as exc:
         raise UserError(str(exc)) from None
     spec = load_arch(args.arch, dataset.input_shape, dataset.classes)

@@ -2,7 +2,7 @@
 folder the user named?
 
 Each case runs the real command line (``python -m nas.cli ...``, or ``python -m
-nas.export_check`` for export folders) in a subprocess, in its own scratch folder (the
+nas.export.check`` for export folders) in a subprocess, in its own scratch folder (the
 working directory), after writing the case's files there. The scratch folder is
 snapshotted before and after; every file created, changed or removed outside the paths the
 case allows (its run or output folder) counts against it. Verdicts, first that applies:
@@ -591,7 +591,7 @@ def card_cases(template: Path) -> list[Case]:
         ("sample-pickled", {"x/card.json": card, "x/sample.npz": (template / "pickled.npz").read_bytes()},
          [alt("sample.npz")]),
     ]
-    return [Case("exported_card", f"card-{name}", name, check, expect, files=files, module="nas.export_check")
+    return [Case("exported_card", f"card-{name}", name, check, expect, files=files, module="nas.export.check")
             for name, files, expect in rows]
 
 
@@ -734,7 +734,7 @@ def interrupted_cases(template: Path) -> list[Case]:
     ]
     cases = []
     for name, argv, files, expect in rows:
-        module = "nas.export_check" if argv == ["x"] else "nas.cli"
+        module = "nas.export.check" if argv == ["x"] else "nas.cli"
         cases.append(Case("interrupted", f"interrupted-{name}", name, argv, expect, files=files, module=module,
                           allowed=("out/model.onnx",)))
     return cases
@@ -1000,9 +1000,9 @@ def run_command(argv: list[str], module: str, scratch: Path, env: dict, timeout:
 # benchmark take a quarter of an hour on two cores.
 _WARM_LAUNCHER = r"""
 import importlib, json, os, runpy, signal, sys, time, traceback
-for name in ("torch", "onnx", "onnxruntime", "optuna", "pandas", "matplotlib.pyplot", "nas.cli", "nas.export",
+for name in ("torch", "onnx", "onnxruntime", "optuna", "pandas", "matplotlib.pyplot", "nas.cli", "nas.export.pipeline",
              "nas.report", "nas.search.runner", "nas.latency", "nas.train", "nas.evaluate", "nas.data",
-             "nas.export_check", "nas.latency.calibrate", "nas.latency.importers", "nas.latency.profile"):
+             "nas.export.check", "nas.latency.calibrate", "nas.latency.importers", "nas.latency.profile"):
     try:
         importlib.import_module(name)
     except Exception:

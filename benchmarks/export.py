@@ -2,7 +2,7 @@
 Fashion-MNIST: latency ratios (measured side by side, medians), test accuracy and size.
 
 Each network is trained on the whole training set (weights are cached in --work, so a rerun
-only measures), then exported with ``nas.export.export_model`` (BN-folded fp32, int8 S8S8 QDQ,
+only measures), then exported with ``nas.export.pipeline.export_model`` (BN-folded fp32, int8 S8S8 QDQ,
 fp16; the export's own parity checks and card). On top of the export's formats this script
 also quantizes with U8S8 activations and times all four files in the same interleaved rounds,
 under the latency tables' protocol (ONNX Runtime, 1 thread, batch 1, pinned to one core).
@@ -27,10 +27,10 @@ from pathlib import Path
 import torch
 
 from nas.data import load_dataset
-from nas.export import ExportOptions, calibration_inputs, export_model, load_weights, retrain
-from nas.export_verify import compare, measure_latency, normalized, onnx_accuracy, run_onnx, session, torch_logits
+from nas.export.pipeline import ExportOptions, calibration_inputs, export_model, load_weights, retrain
+from nas.export.quantize import Int8Options, quantize_int8
+from nas.export.verify import compare, measure_latency, normalized, onnx_accuracy, run_onnx, session, torch_logits
 from nas.latency import runner
-from nas.quantize import Int8Options, quantize_int8
 from nas.space import get_reference
 from nas.train import Budget, build_network, has_normalisation
 

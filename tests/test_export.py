@@ -18,21 +18,13 @@ import torch
 from nas.cli import main as cli_main
 from nas.config import parse_config
 from nas.data import load_dataset
-from nas.export import (
-    FORMAT_FILES,
-    ExportError,
-    ExportOptions,
-    export_run,
-    full_training_set,
-    load_weights,
-    prepare_output,
-    retrain_budget,
-)
-from nas.export_select import select_architecture
-from nas.export_verify import unfolded_batchnorms
+from nas.export import ExportError, ExportOptions, export_network
+from nas.export.pipeline import FORMAT_FILES, full_training_set, load_weights, prepare_output, retrain_budget
+from nas.export.quantize import Int8Options, convert_fp16, quantize_int8
+from nas.export.selection import select_architecture
+from nas.export.to_onnx import export_onnx, randomize_batchnorm
+from nas.export.verify import unfolded_batchnorms
 from nas.latency.runner import Protocol
-from nas.onnx_export import export_onnx, randomize_batchnorm
-from nas.quantize import Int8Options, convert_fp16, quantize_int8
 from nas.report import open_run, pareto_frame, trials_frame
 from nas.search.runner import run_experiment
 from nas.space import get_reference, get_space, list_references, list_spaces
@@ -65,7 +57,7 @@ def synthetic():
 @pytest.fixture(scope="module")
 def exported(run_folder, synthetic, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("export") / "fast"
-    export_run(run_folder, out, pareto_index=0, retrain_epochs=1, dataset=synthetic, options=QUICK,
+    export_network(run_folder, out, pareto_index=0, retrain_epochs=1, dataset=synthetic, options=QUICK,
                progress=False, log=lambda line: None)
     return out
 
@@ -224,7 +216,7 @@ def test_export_folder_runs_with_onnxruntime_alone(exported, tmp_path):
     on import is first on the path."""
     (tmp_path / "torch.py").write_text(FAKE_TORCH)
     env = {"PYTHONPATH": f"{tmp_path}:{ROOT}", "PATH": "/usr/bin:/bin"}
-    module = subprocess.run([sys.executable, "-m", "nas.export_check", str(exported)], env=env,
+    module = subprocess.run([sys.executable, "-m", "nas.export.check", str(exported)], env=env,
                             capture_output=True, text=True, timeout=60)
     assert module.returncode == 0, module.stderr
     assert "all 3 formats load and run with onnxruntime alone" in module.stdout
@@ -232,10 +224,27 @@ def test_export_folder_runs_with_onnxruntime_alone(exported, tmp_path):
                           env={**env, "PYTHONPATH": str(tmp_path)}, capture_output=True, text=True, timeout=60)
     assert copy.returncode == 0, copy.stderr
     assert "fp32  ok" in copy.stdout and "int8  ok" in copy.stdout and "fp16  ok" in copy.stdout
+    # the module's former name, which the READMEs of earlier exports print, still checks the folder
+    former = subprocess.run([sys.executable, "-m", "nas.export_check", str(exported)], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert former.returncode == 0, former.stderr
+    assert "all 3 formats load" in former.stdout and "nas.export.check" in former.stderr
+
+
+def test_export_check_imports_no_heavy_dependency():
+    """Importing the checker (and so the packages nas and nas.export above it) loads none of
+    the heavy libraries: `python -m nas.export.check` starts fast and works where only
+    onnxruntime runs well."""
+    probe = ("import sys, nas.export.check; "
+             "print(sorted(m for m in ('torch', 'optuna', 'pandas', 'matplotlib', 'onnx') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 def test_export_check_fails_on_a_damaged_folder(exported, tmp_path):
-    from nas.export_check import CheckError, check_folder
+    from nas.export.check import CheckError, check_folder
 
     damaged = tmp_path / "damaged"
     damaged.mkdir()
@@ -323,9 +332,9 @@ def test_weights_that_do_not_fit_are_refused(run_folder, tmp_path):
                           (tmp_path / "junk.pt", "is not a PyTorch state_dict"),
                           (tmp_path / "missing.pt", "does not exist")):
         with pytest.raises(ExportError, match=message):
-            export_run(run_folder, tmp_path / "out", trial=0, weights=path, options=QUICK, log=lambda line: None)
+            export_network(run_folder, tmp_path / "out", trial=0, weights=path, options=QUICK, log=lambda line: None)
     with pytest.raises(ExportError, match="not both"):
-        export_run(run_folder, tmp_path / "out", trial=0, weights=tmp_path / "other.pt", retrain_epochs=1)
+        export_network(run_folder, tmp_path / "out", trial=0, weights=tmp_path / "other.pt", retrain_epochs=1)
 
 
 def test_retraining_uses_the_whole_training_set_and_the_search_settings(synthetic):

@@ -3,8 +3,8 @@ import torch
 from torch import nn
 
 from nas.build import build_model, build_op
-from nas.fold import count_batchnorms, fold_batchnorm, fold_conv_bn
-from nas.onnx_export import randomize_batchnorm
+from nas.export.fold import count_batchnorms, fold_batchnorm, fold_conv_bn
+from nas.export.to_onnx import randomize_batchnorm
 from nas.ops import resolve
 from nas.space import get_space
 

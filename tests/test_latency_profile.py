@@ -153,7 +153,7 @@ def test_onnx_export_folds_and_checks(tmp_path):
     import onnx
 
     from nas.build import build_op
-    from nas.onnx_export import export_onnx
+    from nas.export.to_onnx import export_onnx
 
     op = OpInstance("conv", (8, 8, 3), (8, 8, 4), kernel=3, act="relu", bn=True, pad=1)
     model = export_onnx(build_op(op), op.input, tmp_path / "m.onnx")

@@ -21,8 +21,8 @@ def positive_float(text: str) -> float:
 
 
 def register(subparsers) -> None:
-    from nas.export import DEFAULT_RETRAIN_EPOCHS
-    from nas.quantize import CALIBRATION_METHODS, INT8_SCHEMES
+    from nas.export.pipeline import DEFAULT_RETRAIN_EPOCHS
+    from nas.export.quantize import CALIBRATION_METHODS, INT8_SCHEMES
 
     p = subparsers.add_parser(
         "export", help="retrain a chosen architecture; write ONNX fp32/int8/fp16, verified and measured",
@@ -60,9 +60,9 @@ def register(subparsers) -> None:
 
 
 def options_from_args(args):
-    from nas.export import ExportOptions
+    from nas.export.pipeline import ExportOptions
+    from nas.export.quantize import Int8Options
     from nas.latency.runner import Protocol
-    from nas.quantize import Int8Options
 
     try:
         int8 = Int8Options(scheme=args.int8_scheme, calibration=args.calibration, per_channel=not args.per_tensor)
@@ -74,13 +74,13 @@ def options_from_args(args):
 
 
 def cmd_export(args) -> int:
-    from nas.export import ExportError, export_run
+    from nas.export import ExportError, export_network
 
     options = options_from_args(args)
     try:
-        card = export_run(args.run, args.output, trial=args.trial, pareto_index=args.pareto_index,
-                          max_latency_ms=args.max_latency, retrain_epochs=args.retrain_epochs,
-                          weights=args.weights, options=options, log=lambda line: print(line, flush=True))
+        card = export_network(args.run, args.output, trial=args.trial, pareto_index=args.pareto_index,
+                              max_latency_ms=args.max_latency, retrain_epochs=args.retrain_epochs,
+                              weights=args.weights, options=options, log=lambda line: print(line, flush=True))
     except ExportError as exc:
         raise UserError(str(exc)) from None
     print_summary(card, args.output)

@@ -128,6 +128,6 @@ def render_readme(card: dict[str, Any]) -> str:
               "logits = session.run(None, {pre['input_name']: x})[0]",
               "```", "",
               "`sample.npz` holds a few normalised test images (`input`), their labels and PyTorch's logits; "
-              "`python -m nas.export_check .` (or `python export_check.py .` with the copy in this folder) runs "
+              "`python -m nas.export.check .` (or `python export_check.py .` with the copy in this folder) runs "
               "every format on them with onnxruntime alone and checks the fp32 model against PyTorch's logits.", ""]
     return "\n".join(lines)

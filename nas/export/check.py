@@ -2,7 +2,7 @@
 
 Usage (in the project, or with the copy that every export folder carries)::
 
-    python -m nas.export_check EXPORT_DIR          # or: python export_check.py EXPORT_DIR
+    python -m nas.export.check EXPORT_DIR          # or: python export_check.py EXPORT_DIR
 
 For every ONNX file named in card.json it opens an ONNX Runtime session, runs the stored
 test inputs of sample.npz through it (a batch larger than 1, so the dynamic batch dimension

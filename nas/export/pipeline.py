@@ -1,16 +1,16 @@
-"""Export a chosen architecture: retrain it, write it as ONNX fp32 (batch norm folded), int8
-and fp16, verify each format against PyTorch and measure it.
+"""The export of a trained network, and the steps before it: the output folder, the weights
+(retrained on the whole training set, or loaded), the dataset and the predicted latency.
 
-Entry points::
+:func:`export_model` writes every format of an already trained network (one trained
+elsewhere too)::
 
-    card = export_run("runs/quickstart", "exports/fast", max_latency_ms=1.0, retrain_epochs=5)
-    card = export_model(model, spec, dataset, "exports/ref")   # an already trained network
+    card = export_model(model, spec, dataset, "exports/ref")
 
 An export folder holds ``arch.json`` (the spec), ``model.pt`` (state_dict; load it with
 ``torch.load(path, weights_only=True)``), ``model.onnx``, ``model.int8.onnx``,
 ``model.fp16.onnx``, ``card.json`` and ``README.md`` (accuracy, latency, size and parity of
 each format), ``sample.npz`` (a few test inputs with PyTorch's logits) and ``export_check.py``
-(a copy of :mod:`nas.export_check`: it verifies the folder with onnxruntime and numpy alone).
+(a copy of :mod:`nas.export.check`: it verifies the folder with onnxruntime and numpy alone).
 
 Test accuracy is measured once, for the final report; nothing is selected on it. Retraining
 uses the full training set (the search's train and validation parts together).
@@ -31,16 +31,16 @@ import onnx
 import torch
 from torch import nn
 
-from nas import export_verify as verify
 from nas.config import ExperimentConfig
 from nas.data import Dataset, Split
-from nas.export_card import accuracy_notes, int8_kernel_notes, render_readme, speed_notes
-from nas.export_select import ExportError, Selection, select_architecture
+from nas.export import verify
+from nas.export.card import accuracy_notes, int8_kernel_notes, render_readme, speed_notes
+from nas.export.quantize import Int8Options, convert_fp16, quantize_int8
+from nas.export.selection import ExportError, Selection
+from nas.export.to_onnx import export_onnx
 from nas.folders import unwritable_reason, written_whole
 from nas.latency import runner
-from nas.onnx_export import export_onnx
 from nas.ops import count_macs, count_params, resolve
-from nas.quantize import Int8Options, convert_fp16, quantize_int8
 from nas.spec import ArchSpec
 from nas.train import Budget, build_network, train
 
@@ -52,9 +52,9 @@ INT8_MAX_DROP_POINTS = 1.0
 DEFAULT_RETRAIN_EPOCHS = 10
 CARD_VERSION = 1
 
-__all__ = ["DEFAULT_RETRAIN_EPOCHS", "ExportError", "ExportOptions", "FORMAT_FILES", "Selection", "export_model",
-           "export_run", "full_training_set", "load_weights", "prepare_output", "retrain", "retrain_budget",
-           "select_architecture"]
+__all__ = ["DEFAULT_RETRAIN_EPOCHS", "ExportError", "ExportOptions", "FORMAT_FILES", "export_model",
+           "full_training_set", "load_run_dataset", "load_weights", "predict_latency", "prepare_output", "retrain",
+           "retrain_budget"]
 
 
 @dataclass(frozen=True)
@@ -314,7 +314,7 @@ def export_model(model: nn.Module, spec: ArchSpec, dataset: Dataset, folder: str
     overhead = _measure(paths, formats, options.protocol)
     card = _card(spec, dataset, paths, formats, parity_images, options, overhead,
                  predicted=predicted, source=source, weights=weights)
-    shutil.copyfile(Path(__file__).with_name("export_check.py"), folder / "export_check.py")
+    shutil.copyfile(Path(__file__).with_name("check.py"), folder / "export_check.py")
     with written_whole(folder / "README.md") as path:
         path.write_text(render_readme(card))
     # Last, and whole: a card under its own name means every file it describes is there.
@@ -366,41 +366,3 @@ def predict_latency(selection: Selection) -> dict[str, Any]:
     device = (getattr(model, "provenance", None) or {}).get("device")
     return {"latency_ms": ms, "table": table, "device": device,
             "source": f"table {table!r}" + (f", device {device!r}" if device else "")}
-
-
-def export_run(folder: str | Path, out: str | Path, *, trial: int | None = None, pareto_index: int | None = None,
-               max_latency_ms: float | None = None, retrain_epochs: int | None = None,
-               weights: str | Path | None = None, dataset: Dataset | None = None,
-               options: ExportOptions | None = None, progress: bool = True,
-               log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Choose an architecture of the search run in ``folder`` (see :func:`select_architecture`),
-    retrain it for ``retrain_epochs`` (default :data:`DEFAULT_RETRAIN_EPOCHS`) on the whole
-    training set of the run's dataset, or load ``weights`` (a state_dict) instead, and export it
-    into ``out`` (see :func:`export_model`). ``dataset`` overrides the run's dataset (tests).
-    Returns the card.
-
-    Raises:
-        ExportError: any bad input, before training starts (missing run folder, unknown trial,
-            empty Pareto front, no network under the latency limit, unwritable output folder,
-            weights that do not fit, both ``weights`` and ``retrain_epochs``).
-    """
-    options = options or ExportOptions()
-    if weights is not None and retrain_epochs is not None:
-        raise ExportError("give either --weights (export those) or --retrain-epochs (retrain), not both")
-    selection = select_architecture(folder, trial=trial, pareto_index=pareto_index, max_latency_ms=max_latency_ms)
-    # every check that needs no output folder comes first: a refused export leaves nothing behind
-    if weights is not None:
-        model = load_weights(selection.spec, weights)
-        record = {"origin": "loaded", "path": str(weights), "description": f"loaded from {weights}"}
-    budget = None if weights is not None else retrain_budget(selection.config, retrain_epochs or DEFAULT_RETRAIN_EPOCHS)
-    dataset = dataset or load_run_dataset(selection.config)
-    prepare_output(out, options.overwrite)
-    log(f"chose trial {selection.trial} ({selection.how}): {selection.spec.to_string()}")
-    if budget is not None:
-        log(f"retraining for {budget.epochs} epochs on {len(dataset.train) + len(dataset.val)} training images")
-        model, summary = retrain(selection.spec, dataset, budget, progress=progress)
-        record = {"origin": "retrained", **summary,
-                  "description": f"retrained from scratch for {budget.epochs} epochs on the whole training set "
-                                 f"({summary['train_images']} images, {summary['train_time_s']:.0f} s)"}
-    return export_model(model, selection.spec, dataset, out, options=dataclasses.replace(options, overwrite=True),
-                        predicted=predict_latency(selection), source=selection.to_dict(), weights=record, log=log)

@@ -1,6 +1,6 @@
 """Reduced-precision copies of an exported fp32 ONNX network: int8 (static, QDQ) and fp16.
 
-Both take the fp32 ``model.onnx`` written by :mod:`nas.onnx_export` (batch norm folded, input
+Both take the fp32 ``model.onnx`` written by :mod:`nas.export.to_onnx` (batch norm folded, input
 ``input`` of shape (N, C, H, W) float32) and keep float32 inputs and outputs, so every format
 is called the same way and timed by the same runner.
 

@@ -20,7 +20,7 @@ import onnx
 import torch
 from torch import nn
 
-from nas.fold import fold_batchnorm
+from nas.export.fold import fold_batchnorm
 
 OPSET = 17
 INPUT_NAME = "input"

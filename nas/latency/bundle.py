@@ -24,7 +24,7 @@ BUNDLE_FORMAT = "nas-latency-bundle"
 
 def write_bundle(ops: Iterable[OpInstance], path: str | Path, provenance: dict, progress: bool = True) -> int:
     """Export every op of ``ops`` into the zip ``path``; returns the op count."""
-    from nas.onnx_export import OPSET, export_ops
+    from nas.export.to_onnx import OPSET, export_ops
 
     ops = sorted(set(ops), key=lambda o: (o.type, o.input, o.key))
     path = Path(path)

@@ -50,7 +50,7 @@ def torch_provenance(protocol: runner.Protocol, device: str | None = None) -> di
 def table_provenance(protocol: runner.Protocol, runtime: str, input_shape, classes: int,
                      spaces: Sequence[str], device: str | None = None) -> dict:
     """Everything a table records about where, how and for what it was measured."""
-    from nas.onnx_export import OPSET
+    from nas.export.to_onnx import OPSET
 
     if runtime == "torch":
         prov = torch_provenance(protocol, device)
@@ -67,7 +67,7 @@ def table_provenance(protocol: runner.Protocol, runtime: str, input_shape, class
 
 
 def onnx_call(op: OpInstance, protocol: runner.Protocol):
-    from nas.onnx_export import export_ops
+    from nas.export.to_onnx import export_ops
 
     model = export_ops([op]).SerializeToString()
     return runner.bound_call(runner.make_session(model, protocol.threads, optimization=protocol.optimization))
@@ -89,7 +89,7 @@ def torch_call_network(ops: Sequence[OpInstance], protocol: runner.Protocol):
 def _torch_module_call(module, input_shape, protocol: runner.Protocol):
     import torch
 
-    from nas.fold import fold_batchnorm
+    from nas.export.fold import fold_batchnorm
 
     torch.set_num_threads(protocol.threads)
     module = fold_batchnorm(module).eval()

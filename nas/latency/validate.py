@@ -49,7 +49,7 @@ def network_call(ops: Sequence[OpInstance], protocol: runner.Protocol, runtime: 
         from nas.latency.profile import torch_call_network
 
         return torch_call_network(ops, protocol)
-    from nas.onnx_export import export_ops
+    from nas.export.to_onnx import export_ops
 
     model = export_ops(ops).SerializeToString()
     return runner.bound_call(runner.make_session(model, protocol.threads, optimization=protocol.optimization))

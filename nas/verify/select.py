@@ -123,7 +123,7 @@ def read_run(folder: str | Path, picks: int) -> RunNetworks:
         VerifyError: the folder is not a run (no folder, no config.yaml, no study), or its
             front is empty.
     """
-    from nas.export_select import ExportError, read_run_config
+    from nas.export.selection import ExportError, read_run_config
     from nas.report import ReportError, open_run, trials_frame
 
     folder = Path(folder)

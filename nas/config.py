@@ -127,11 +127,36 @@ class DatasetConfig:
 
 
 @dataclass(frozen=True)
+class ScheduleConfig:
+    """Successive halving (nas/search/halving.py): candidates are judged at each rung and
+    only the best ``keep`` share trains on to the next."""
+
+    rungs: list[int | float]
+    keep: float = bounded(0.33, 0.0, 1.0, low_open=True, high_open=True)
+    unit: Literal["epochs", "fraction"] = "epochs"
+
+    def validate(self, where: str) -> None:
+        from nas.search.halving import RungSchedule, ScheduleError
+
+        try:
+            RungSchedule(tuple(self.rungs), self.keep, self.unit)
+        except ScheduleError as exc:
+            raise ConfigError(f"{where}{str(exc).removeprefix('schedule')}") from None
+
+
+@dataclass(frozen=True)
 class EvaluatorConfig:
-    """``kind`` and ``options`` go to :func:`nas.evaluate.make_evaluator` (which validates them)."""
+    """``kind``, ``options`` and ``schedule`` go to :func:`nas.evaluate.make_evaluator` (which
+    validates the options)."""
 
     kind: str = "train"
     options: dict[str, Any] = field(default_factory=dict)
+    schedule: ScheduleConfig | None = None
+
+    def validate(self, where: str) -> None:
+        if self.schedule is not None and self.kind != "train":
+            raise ConfigError(f"{where}.schedule (successive halving) needs the train evaluator, got kind "
+                              f"{self.kind!r}")
 
 
 @dataclass(frozen=True)
@@ -231,6 +256,9 @@ class ExperimentConfig:
                     raise ConfigError(str(exc)) from None
         if self.trials is None and self.timeout_s is None and self.objective.kind != "netadapt":
             raise ConfigError("give trials and/or timeout_s: a search needs a stopping rule")
+        if self.evaluator.schedule is not None and self.objective.kind == "netadapt":
+            raise ConfigError("evaluator.schedule (successive halving) does not apply to the netadapt objective, "
+                              "which compares each step's networks at one training budget")
         if self.sampler.candidates is not None and self.sampler_kind() != "nsga2":
             raise ConfigError(f"sampler.candidates applies to the nsga2 sampler only, "
                               f"got sampler {self.sampler_kind()!r}")

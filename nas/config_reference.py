@@ -39,6 +39,13 @@ HELP = {
     "dataset.cache": "folder: where the decoded images are kept (default: RUN/data_cache)",
     "evaluator.kind": "train (short training), proxy (zero-cost proxies) or tiny (for tests)",
     "evaluator.options": "the evaluator's options (below for train)",
+    "evaluator.schedule": "train only: successive halving, candidates judged at each rung and only the best share "
+                          "trained on (docs/search.md); null: every candidate gets the full budget",
+    "evaluator.schedule.rungs": "strictly increasing budgets where candidates are judged: whole epochs, or shares "
+                                "of the training split (at most 1) with unit fraction",
+    "evaluator.schedule.keep": "share of the trials that reached a rung that train on to the next",
+    "evaluator.schedule.unit": "epochs (rungs replace the epochs option) or fraction (one pass over each rung's "
+                               "new share of the data; rungs replace the fraction option)",
     "objective.kind": "pareto (accuracy vs latency), mnas (MnasNet reward) or netadapt (shrink a network)",
     "objective.max_latency_ms": "pareto: networks predicted slower are never trained",
     "objective.target_ms": "mnas: the latency target T",

@@ -16,12 +16,14 @@ diverges or runs out of time is a result with ``status`` set, not an exception.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import math
 import time
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -31,8 +33,19 @@ import torch
 from nas.data import DATASET_SHAPES, DATASETS, Dataset, load_dataset
 from nas.ops import count_macs, count_params, resolve
 from nas.proxies import PROXIES, compute_proxies
+from nas.search.halving import RungSchedule, ScheduleError
 from nas.spec import ArchSpec
-from nas.train import MAX_SEED, Budget, build_network, check_compatible, torch_threads, train
+from nas.train import (
+    MAX_SEED,
+    Budget,
+    TrainResult,
+    build_network,
+    check_compatible,
+    fit,
+    torch_threads,
+    train,
+    training_slice,
+)
 
 
 class EvaluatorError(ValueError):
@@ -208,20 +221,114 @@ class Evaluator(ABC):
 
 
 class TrainEvaluator(Evaluator):
-    """Short training; ``accuracy`` is validation accuracy in [0, 1] (0 when diverged)."""
+    """Short training; ``accuracy`` is validation accuracy in [0, 1] (0 when diverged).
+
+    With a ``schedule`` (successive halving, nas/search/halving.py) a network trains rung by
+    rung: :meth:`evaluate_rungs` yields the metrics at each rung and trains on, in memory, only
+    when asked for the next; :meth:`evaluate` trains it to the top rung. Each rung's result is
+    cached under a key naming the rungs up to it, so a result after 1 epoch never stands for
+    one after 9."""
 
     objective = "accuracy"
 
-    def __init__(self, source: DataSource, budget: Budget, cache=None, progress: bool = False):
+    def __init__(self, source: DataSource, budget: Budget, cache=None, progress: bool = False,
+                 schedule: RungSchedule | None = None):
         super().__init__(cache)
-        self.source, self.budget, self.progress = source, budget, progress
+        self.source, self.budget, self.progress, self.schedule = source, budget, progress, schedule
         self.budget_key = f"train|{source.key}|{budget.key}"
+        if schedule is not None:
+            self.budget_key += f"|{schedule.key}"
 
     def compute(self, spec: ArchSpec) -> dict[str, Any]:
-        result = train(spec, self.source.load(), self.budget, progress=self.progress)
-        return {"accuracy": result.accuracy, "val_loss": result.val_loss, "train_loss": result.train_loss,
-                "train_time_s": result.train_time_s, "images_per_s": result.images_per_s,
-                "epochs_done": result.epochs_done, "status": result.status, "reason": result.reason}
+        return _train_metrics(train(spec, self.source.load(), self.budget, progress=self.progress))
+
+    def evaluate(self, spec: ArchSpec) -> dict[str, Any]:
+        if self.schedule is None:
+            return super().evaluate(spec)
+        metrics: dict[str, Any] = {}
+        for metrics in self.evaluate_rungs(spec):
+            if metrics.get("status", "ok") != "ok":
+                break
+        return metrics
+
+    def rung_key(self, rung: int) -> str:
+        """The cache key of the result at ``rung`` (1-based)."""
+        return f"train|{self.source.key}|{self.budget.key}|rungs={self.schedule.describe(rung)}"
+
+    def evaluate_rungs(self, spec: ArchSpec) -> Iterator[dict[str, Any]]:
+        """The metrics at each rung in turn, with ``rung`` (1-based), ``rung_budget`` and
+        ``rung_unit``; the network trains on to the next rung only when the caller asks for
+        it. Ends after the top rung or a rung whose training failed. Rungs found in the cache
+        are not trained again unless a later rung is asked for (the network is then rebuilt
+        by training it again from the start, with the same seeds)."""
+        ops = resolve(spec)
+        sizes = {"params": count_params(ops), "macs": count_macs(ops)}
+        trainer = _RungTrainer(spec, self.source.load(), self.budget, self.schedule, self.progress)
+        for rung, value in enumerate(self.schedule.rungs, 1):
+            key = self.rung_key(rung)
+            metrics = self.cache.get(spec.arch_id, key)
+            if metrics is None:
+                self.misses += 1
+                metrics = {**trainer.metrics_at(rung), **sizes}
+                self.cache.put(spec.arch_id, key, metrics, spec.to_string())
+            else:
+                self.hits += 1
+            yield {**metrics, "rung": rung, "rung_budget": value, "rung_unit": self.schedule.unit}
+            if metrics.get("status", "ok") != "ok":
+                return
+
+
+def _train_metrics(result: TrainResult) -> dict[str, Any]:
+    return {"accuracy": result.accuracy, "val_loss": result.val_loss, "train_loss": result.train_loss,
+            "train_time_s": result.train_time_s, "images_per_s": result.images_per_s,
+            "epochs_done": result.epochs_done, "status": result.status, "reason": result.reason}
+
+
+class _RungTrainer:
+    """One network trained rung by rung, kept in memory between rungs. Rung ``k`` continues
+    the network of rung ``k - 1`` with one more training call (nas.train.fit): in epochs, for
+    the epochs between the two rungs on the budget's data; in fractions, for one pass over
+    the slice of the training split between the two shares."""
+
+    def __init__(self, spec: ArchSpec, dataset: Dataset, budget: Budget, schedule: RungSchedule, progress: bool):
+        self.spec, self.dataset, self.budget, self.schedule, self.progress = spec, dataset, budget, schedule, progress
+        self.model = None
+        self.reached = 0  # rungs trained so far
+        self.seconds = 0.0  # training time of those rungs
+        self.epochs = 0.0  # epochs over the budget's data (epochs) or over the training split (fraction)
+
+    def metrics_at(self, rung: int) -> dict[str, Any]:
+        """Metrics after training to ``rung``, training the rungs before it first when they
+        are not in memory (their results came from the cache)."""
+        result = None
+        while self.reached < rung:
+            result = self._train_next()
+            if result.status != "ok":
+                break
+        metrics = _train_metrics(result)
+        metrics.update(train_time_s=self.seconds, epochs_done=self.epochs)
+        return metrics
+
+    def _train_next(self) -> TrainResult:
+        index = self.reached  # 0-based index of the rung trained now
+        rungs, unit = self.schedule.rungs, self.schedule.unit
+        before = rungs[index - 1] if index else 0
+        if unit == "epochs":
+            budget, data = dataclasses.replace(self.budget, epochs=int(rungs[index] - before)), None
+        elif index == 0:
+            budget, data = dataclasses.replace(self.budget, epochs=1, fraction=rungs[0]), None
+        else:
+            budget = dataclasses.replace(self.budget, epochs=1)
+            data = training_slice(self.dataset, self.budget, before, rungs[index])
+        if self.model is None:
+            result = train(self.spec, self.dataset, budget, progress=self.progress)
+        else:
+            result = fit(self.model, self.dataset, budget, progress=self.progress, segment=index, data=data)
+        self.model = result.model
+        self.reached += 1
+        self.seconds += result.train_time_s
+        self.epochs += result.epochs_done * (1 if unit == "epochs" else rungs[index] - before)
+        return result
 
 
 class ProxyEvaluator(Evaluator):
@@ -317,7 +424,7 @@ class TinyEvaluator(ProxyEvaluator):
 
 _SOURCE_OPTIONS = {"dataset", "data_path", "val_fraction", "split_seed", "data_input", "data_cache"}
 _OPTIONS = {
-    "train": _SOURCE_OPTIONS | {f.name for f in fields(Budget)} | {"budget", "cache_path", "progress"},
+    "train": _SOURCE_OPTIONS | {f.name for f in fields(Budget)} | {"budget", "cache_path", "progress", "schedule"},
     "proxy": _SOURCE_OPTIONS | {"proxies", "objective", "batch_size", "batches", "seed", "threads", "cache_path"},
     "tiny": _SOURCE_OPTIONS | {"batch_size", "seed", "objective", "cache_path"},
 }
@@ -349,6 +456,21 @@ def _source(options: dict) -> DataSource:
                       cache_dir=str(cache) if cache else None)
 
 
+def _check_schedule_budget(schedule: RungSchedule, options: dict) -> None:
+    """The rungs set how long a network trains: a budget that sets it too is refused."""
+    if schedule.unit == "epochs" and "epochs" in options and options["epochs"] != 1:
+        raise EvaluatorError(f"epochs {options['epochs']!r} conflicts with the schedule: its rungs "
+                             f"{list(schedule.rungs)} are the epochs; drop the epochs option")
+    if schedule.unit == "fraction":
+        if options.get("fraction", 1.0) != 1.0:
+            raise EvaluatorError(f"fraction {options['fraction']!r} conflicts with the schedule: its rungs "
+                                 f"{list(schedule.rungs)} are the shares of the training split; drop the fraction "
+                                 f"option")
+        if options.get("epochs", 1) != 1:
+            raise EvaluatorError(f"epochs {options['epochs']!r} conflicts with a schedule in fractions, which trains "
+                                 f"one pass over each rung's share of the training split; drop the epochs option")
+
+
 def make_evaluator(kind: str, **options: Any) -> Evaluator:
     """An evaluator by kind. Options:
 
@@ -357,7 +479,10 @@ def make_evaluator(kind: str, **options: Any) -> Evaluator:
       ``cache_path`` (a JSON-lines file shared by runs); for an image folder ``data_input``
       (HxWxC) and ``data_cache`` (a folder for its decoded arrays);
     - ``train``: any :class:`~nas.train.Budget` field (epochs, fraction, batch_size, lr, seed,
-      ...) or ``budget=Budget(...)``, and ``progress`` (tqdm bars);
+      ...) or ``budget=Budget(...)``, ``progress`` (tqdm bars), and ``schedule`` (a
+      :class:`~nas.search.halving.RungSchedule` or a mapping ``{rungs, keep, unit}``: train
+      rung by rung for successive halving; its rungs replace ``epochs``, or ``fraction`` when
+      in fractions);
     - ``proxy``: ``proxies`` (some of :data:`nas.proxies.PROXIES`), ``objective``,
       ``batch_size``, ``batches``, ``seed``, ``threads``;
     - ``tiny`` (tests): ``batch_size``, ``seed``, ``objective`` (naswot or synflow); it
@@ -381,10 +506,14 @@ def make_evaluator(kind: str, **options: Any) -> Evaluator:
         if kind == "proxy":
             return ProxyEvaluator(source, cache=cache, **options)
         progress, budget = options.pop("progress", False), options.pop("budget", None)
+        schedule = options.pop("schedule", None)
         if budget is not None and options:
             raise EvaluatorError(f"give either budget=Budget(...) or budget fields, not both ({sorted(options)})")
-        return TrainEvaluator(source, budget or Budget(**options), cache=cache, progress=progress)
+        if schedule is not None:
+            schedule = RungSchedule.of(schedule)
+            _check_schedule_budget(schedule, options if budget is None else dataclasses.asdict(budget))
+        return TrainEvaluator(source, budget or Budget(**options), cache=cache, progress=progress, schedule=schedule)
     except (ValueError, TypeError) as exc:
-        if isinstance(exc, EvaluatorError):
+        if isinstance(exc, (EvaluatorError, ScheduleError)):
             raise
         raise EvaluatorError(f"bad option for a {kind!r} evaluator: {exc}") from None

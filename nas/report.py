@@ -18,6 +18,7 @@ import yaml
 from matplotlib.figure import Figure  # figures drawn straight to files: no pyplot, no global backend
 
 from nas.folders import written_whole
+from nas.report_rungs import rung_groups, rungs_section
 from nas.search.pareto import accuracy_latency_hypervolume, nondominated_mask
 from nas.search.study import make_storage, redact, trial_record
 
@@ -113,7 +114,8 @@ def plot_pareto(frame: pd.DataFrame, front: pd.DataFrame, baselines: pd.DataFram
     fig = Figure(figsize=(7.5, 5))
     ax = fig.subplots()
     done = evaluated(frame)
-    ax.scatter(done["latency_ms"], done["score"], s=18, alpha=0.6, label="trials")
+    for group, trials, marker in rung_groups(done):  # with successive halving, one marker per rung reached
+        ax.scatter(trials["latency_ms"], trials["score"], s=18, alpha=0.6, label=group, marker=marker)
     infeasible = frame[(frame["feasible"] == False) & frame["latency_ms"].notna()]  # noqa: E712
     if not infeasible.empty:
         bottom = float(done["score"].min()) if not done.empty else 0.0
@@ -301,6 +303,7 @@ def render_html(study, frame, front, baselines, history, paths, label: str) -> s
         "<h2>Pareto front</h2>", pareto_table(front, label, target),
         "<h2>Reference baselines</h2>", baselines_table(baselines, label, target),
     ]
+    sections.append(rungs_section(frame))  # successive halving: how far the trials trained
     if trajectory:
         sections += ["<h2>NetAdapt trajectory</h2>", pd.DataFrame(trajectory).to_html(index=False)]
     from nas.verify.section import verified_section  # `nas verify`'s results, when the run has them

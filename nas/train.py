@@ -337,6 +337,24 @@ def training_subset(dataset: Dataset, budget: Budget) -> Split:
     return dataset.train.subset(order[:n].sort().values)
 
 
+def training_slice(dataset: Dataset, budget: Budget, start: float, end: float) -> Split:
+    """The images between shares ``start`` and ``end`` of the seeded order that
+    :func:`training_subset` draws from: the subset of fraction ``end`` less that of ``start``,
+    so that training on the slices in turn sees each image of the larger subset once."""
+    n = len(dataset.train)
+    first, last = round(n * start), round(n * end)
+    if last <= first:
+        raise ValueError(f"training shares {start:g} and {end:g} select the same images of a training split of "
+                         f"{n}; give rungs further apart")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(budget.seed + 7919))
+    return dataset.train.subset(order[first:last].sort().values)
+
+
+def segment_seed(seed: int, segment: int) -> int:
+    """The seed of a network's ``segment``-th training call (the budget's own for the first)."""
+    return seed if segment == 0 else (seed + 104_729 * segment) % (MAX_SEED + 1)
+
+
 # --------------------------------------------------------------------------------------
 # the loop
 
@@ -399,19 +417,26 @@ def _run_epoch(model, data: Split, budget: Budget, parts, run: _Progress, epoch:
 
 
 def fit(model: nn.Module, dataset: Dataset, budget: Budget, *, progress: bool = False, test: bool = False,
-        eval_each_epoch: bool = False, on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+        eval_each_epoch: bool = False, on_epoch: Callable[[dict], None] | None = None, segment: int = 0,
+        data: Split | None = None) -> TrainResult:
     """Train ``model`` in place for ``budget`` on ``dataset.train`` and evaluate it on ``val``
-    (and ``test`` when asked). ``on_epoch`` receives each epoch's summary."""
+    (and ``test`` when asked). ``on_epoch`` receives each epoch's summary.
+
+    Successive halving trains a network on from rung to rung with one call per rung:
+    ``segment`` (0 for the first) varies the shuffling and augmentation draws of the later
+    calls, and ``data`` (default: the budget's subset) is the images a call trains on. Each
+    call is its own learning-rate cycle over its own steps (a warm restart)."""
     channels_last = prefers_channels_last(model) if budget.channels_last is None else budget.channels_last
+    seed = segment_seed(budget.seed, segment)
     with torch_threads(budget.threads), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(budget.seed)  # dropout masks
-        data = training_subset(dataset, budget)
+        torch.manual_seed(seed)  # dropout masks
+        data = training_subset(dataset, budget) if data is None else data
         batch = min(budget.batch_size, len(data))
         steps_per_epoch = len(data) // batch
         optimizer = make_optimizer(model, budget)
         parts = (optimizer, make_schedule(optimizer, budget, steps_per_epoch * budget.epochs),
                  nn.CrossEntropyLoss(label_smoothing=budget.label_smoothing),
-                 _Normalizer(dataset, channels_last), torch.Generator().manual_seed(budget.seed), batch)
+                 _Normalizer(dataset, channels_last), torch.Generator().manual_seed(seed), batch)
         model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         model.train()
         run = _Progress()

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from nas.latency.deployment import price
 from nas.ops import OpInstance, count_macs, count_params, resolve
+from nas.search.halving import SuccessiveHalving, rung_note
 from nas.search.objectives import Measured, Objective
 from nas.search.study import Heartbeat, ask, completed_trials, current_trial
 from nas.space import SearchSpace
@@ -138,6 +139,9 @@ class Controller:
         self.consecutive_failures = 0  # failed evaluations in a row, diverged trainings included
         self.last_failure = ""
         self.heartbeat = Heartbeat(storage, heartbeat_interval_s, grace_period_s)
+        # An evaluator with a schedule trains rung by rung, stopped early unless promoted (successive halving)
+        self.halving = (SuccessiveHalving(study, objective, evaluator)
+                        if getattr(evaluator, "schedule", None) is not None else None)
 
     # ---- measuring
 
@@ -294,7 +298,7 @@ class Controller:
         """``trial_id``: the trial's storage id, which the heartbeat beats (None: no heartbeats)."""
         with self.heartbeat.beating(trial_id):
             try:
-                metrics, eval_s = self.timed_evaluation(spec, summary)
+                metrics, eval_s = self.timed_evaluation(spec, summary, trial, m)
             except KeyboardInterrupt:
                 trial.set_user_attr("interrupted", True)
                 self.study.tell(trial, state=TrialState.FAIL)
@@ -340,13 +344,18 @@ class Controller:
             self.consecutive_failures = 0
             summary.evaluated += 1
             self.log(f"trial {trial.number}: {self.evaluator.objective} {score:.4f}  latency {m.latency_ms:.3f} ms"
-                     f"  {m.macs / 1e6:.1f} MMACs  ({eval_s:.1f} s)  {spec.arch_id}")
+                     f"  {m.macs / 1e6:.1f} MMACs  ({eval_s:.1f} s)  {spec.arch_id}{rung_note(metrics)}")
 
-    def timed_evaluation(self, spec: ArchSpec, summary: RunSummary) -> tuple[dict[str, Any], float]:
-        """The evaluator's metrics and seconds; the time counts as evaluation even when it raises."""
+    def timed_evaluation(self, spec: ArchSpec, summary: RunSummary, trial: optuna.Trial | None = None,
+                         m: Measured | None = None) -> tuple[dict[str, Any], float]:
+        """The evaluator's metrics and seconds; the time counts as evaluation even when it raises.
+        With successive halving the trial trains rung by rung, recording each rung in ``trial``."""
         start = time.perf_counter()
         try:
-            metrics = self.evaluator.evaluate(spec)
+            if self.halving is not None and trial is not None:
+                metrics = self.halving.evaluate(trial, spec, m)
+            else:
+                metrics = self.evaluator.evaluate(spec)
         finally:
             seconds = time.perf_counter() - start
             summary.evaluation_s += seconds

@@ -290,6 +290,8 @@ def make_experiment_evaluator(config: ExperimentConfig):
             options.setdefault(key, value)
     if config.dataset.name == "folder":
         options.update(data_input=config.dataset.input, data_cache=config.dataset.cache_dir(config.output_dir()))
+    if config.evaluator.schedule is not None:  # successive halving: rung by rung
+        options["schedule"] = dataclasses.asdict(config.evaluator.schedule)
     return make_evaluator(config.evaluator.kind, dataset=config.dataset.name, data_path=config.dataset.path,
                           val_fraction=config.dataset.val_fraction, cache_path=config.output_dir() / "eval_cache.jsonl",
                           **options)

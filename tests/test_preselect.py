@@ -77,7 +77,7 @@ def evaluated_trial(number, arch_id, macs, score, latency):
     trial = create_trial(values=[score, latency], params={"x": number},
                          distributions={"x": CategoricalDistribution(list(range(100)))},
                          user_attrs={"arch_id": arch_id, "score": score, "macs": macs})
-    trial._trial_id = number
+    trial.number = number  # the sampler keeps an evaluated trial's features by its number
     return trial
 
 
@@ -151,34 +151,37 @@ def test_search_with_preselection_runs_and_keeps_nsga2_generations(tmp_path):
     summary, evaluator, study = run(config)
     assert isinstance(summary.study.sampler, PreselectingNSGAIISampler)
     assert summary.completed == 14
-    key = optuna.samplers.NSGAIISampler._get_generation_key()
-    generations = [t.system_attrs.get(key) for t in study.get_trials()]
+    plain = optuna.samplers.NSGAIISampler(population_size=3)
+    generations = [plain.get_trial_generation(study, t) for t in study.get_trials()]
     assert generations[:6] == [0, 0, 0, 1, 1, 1]  # the plain run's, read back by the resumed one
     assert max(generations) >= 3  # it went on from them
     assert len(evaluator.calls) == len(set(evaluator.calls))
 
 
-def test_search_space_and_parents_from_the_cached_read_are_nsga2s(tmp_path):
-    config = make_config(tmp_path, trials=14, sampler={"kind": "nsga2", "population_size": 3, "candidates": 4})
+def test_the_children_of_a_trial_come_from_its_generations_parents_and_it_stays_in_it(tmp_path):
+    config = make_config(tmp_path, trials=9, sampler={"kind": "nsga2", "population_size": 3, "candidates": 1})
     _, _, study = run(config)
-    ours, plain = make_sampler(4), optuna.samplers.NSGAIISampler(population_size=3, seed=0)
-    ours._population_size = 3
-    trial = study.get_trials()[-1]
+    # every child infeasible: all four are made (see _choose) before the least bad is taken
+    sampler = PreselectingNSGAIISampler(
+        describe=lambda params: Candidate(SimpleNamespace(arch_id=str(sorted(params.items()))), (0.0,), (0.0,),
+                                          feasible=False),
+        candidates=4, population_size=3, seed=1)
+    asked = []  # per child NSGA-II made: [the trial's number, the generation whose parents it used]
+    make_child, parents_of = sampler.nsga2.sample_relative, sampler.nsga2.get_parent_population
 
-    def both_spaces():
-        study._thread_local.cached_all_trials = None  # as ask() does before each trial
-        return ours.infer_relative_search_space(study, trial), plain.infer_relative_search_space(study, trial)
+    def spied_child(study, trial, search_space):
+        asked.append([trial.number, None])
+        return make_child(study, trial, search_space)
 
-    space, expected = both_spaces()
-    assert list(space.items()) == list(expected.items()) and len(space) > 1  # same order: same random draws
-    # a completed trial with one parameter only leaves the others out of the intersection
-    first = study.get_trials()[0]
-    name = next(iter(space))
-    study.add_trial(create_trial(values=list(first.values), params={name: first.params[name]},
-                                 distributions={name: first.distributions[name]}))
-    assert both_spaces() == ({name: first.distributions[name]},) * 2
-    key = optuna.samplers.NSGAIISampler._get_generation_key()
-    for generation in range(1, max(t.system_attrs.get(key, 0) for t in study.get_trials()) + 1):
-        parents = [t.number for t in plain.get_parent_population(study, generation)]
-        assert parents and [t.number for t in ours.get_parent_population(study, generation)] == parents
-        assert [t.number for t in ours.get_parent_population(study, generation)] == parents  # kept, same
+    def spied_parents(study, generation):
+        if asked[-1][1] is None:  # the first ask of the child (choosing parents asks for the generation before)
+            asked[-1][1] = generation
+        return parents_of(study, generation)
+
+    sampler.nsga2.sample_relative, sampler.nsga2.get_parent_population = spied_child, spied_parents
+    study.sampler = sampler
+    trial = study.ask(fixed_distributions=study.get_trials()[0].distributions)  # sampled at the first suggest
+    running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    generation = optuna.samplers.NSGAIISampler(population_size=3).get_trial_generation(study, running[0])
+    assert generation >= 1
+    assert asked == [[trial.number, generation]] * 4  # four children, all of the trial's generation

@@ -70,76 +70,67 @@ def architecture_describer(space: SearchSpace, latency_model: LatencyModel, obje
     return describe
 
 
-class PreselectingNSGAIISampler(optuna.samplers.NSGAIISampler):
+class PreselectingNSGAIISampler(optuna.samplers.BaseSampler):
     """NSGA-II that proposes ``candidates`` children per trial and keeps the one with the
     largest predicted hypervolume improvement (score predicted one residual standard
     deviation up, so that uncertain children get their chance). Children that repeat an
     evaluated architecture or break a constraint are passed over while another remains.
     The surrogate ranks only with two objectives (score, latency) and while it is trusted
     (:attr:`Surrogate.trusted`); otherwise the children keep NSGA-II's order and the first
-    that passes is taken without making the rest."""
+    that passes is taken without making the rest.
+
+    Everything else is Optuna's own NSGA-II (:attr:`nsga2`, built with the keyword arguments
+    given here), through its public methods: it makes each child, and it keeps the
+    generations and parents in the study under its own keys, so that a study can go on with
+    plain NSGA-II (``candidates: 1``) and back."""
 
     def __init__(self, *, describe: Describe, candidates: int = DEFAULT_CANDIDATES, seed: int | None = None,
-                 **kwargs: Any):
+                 **nsga2_options: Any):
         if candidates < 1:
             raise ValueError(f"candidates must be >= 1, got {candidates}")
-        super().__init__(seed=seed, **kwargs)
+        self.nsga2 = optuna.samplers.NSGAIISampler(seed=seed, **nsga2_options)
         self._describe = describe
         self._candidates = candidates
         # Children repeat one another and their parents as the population converges, and the
         # chosen one is described again for the fit once evaluated: looking up is cheaper.
         self._described: dict[tuple, Candidate] = {}
-        self._features: dict[int, tuple[float, ...]] = {}  # of evaluated trials, by trial id
-        self._intersection: dict[str, BaseDistribution] | None = None
-        self._intersected: set[int] = set()  # ids of the completed trials in the intersection
-        self._stored_parents: tuple[int, set[int]] | None = None  # a generation, its parents' trial ids
-
-    # NSGA-II's two reads of the study per trial, taken from the trial's cached read of it
-    # (one database query per trial instead of three) and without Optuna's deep copy of
-    # every distribution: the same answers, a millisecond less per trial on SQLite.
+        self._features: dict[int, tuple[float, ...]] = {}  # of evaluated trials, by trial number
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        """NSGA-II's: the distributions every completed trial used, by name (single-valued
-        ones are left to independent sampling, as there)."""
-        for done in study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True):
-            if done._trial_id in self._intersected:
-                continue
-            self._intersected.add(done._trial_id)
-            if self._intersection is None:
-                self._intersection = dict(done.distributions)
-            else:
-                self._intersection = {name: d for name, d in self._intersection.items()
-                                      if done.distributions.get(name) == d}
-        return {name: d for name, d in sorted((self._intersection or {}).items()) if not d.single()}
+        return self.nsga2.infer_relative_search_space(study, trial)
 
-    def get_parent_population(self, study: optuna.Study, generation: int) -> list[FrozenTrial]:
-        """NSGA-II's: the parents it stored for this generation, else chosen and stored now."""
-        if generation == 0:
-            return []
-        if self._stored_parents is None or self._stored_parents[0] != generation:
-            stored = study._storage.get_study_system_attrs(study._study_id).get(
-                self._get_parent_cache_key_prefix() + str(generation))
-            if stored is None:
-                return super().get_parent_population(study, generation)
-            # Kept: a generation's parents are stored by the first worker to need them and then
-            # read by all (should two workers choose them at once, the choice read first stays here).
-            self._stored_parents = (generation, set(stored))
-        ids = self._stored_parents[1]
-        return [t for t in study._get_trials(deepcopy=False, use_cache=True) if t._trial_id in ids]
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        return self.nsga2.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.nsga2.before_trial(study, trial)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values) -> None:
+        self.nsga2.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.nsga2.reseed_rng()
 
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
                         search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        generation = self.get_trial_generation(study, trial)
-        parents = self.get_parent_population(study, generation)
-        if not parents:
+        first = self.nsga2.sample_relative(study, trial, search_space)
+        if not first:
             return {}  # the first generation: random, as in NSGA-II
+        made = 0
 
-        def next_child() -> dict[str, Any]:
-            return self._complete(study, trial, search_space,
-                                  self._child_generation_strategy(study, search_space, parents))
+        def next_child() -> dict[str, Any]:  # NSGA-II's child: crossover and mutation of the parents
+            nonlocal made, trial
+            if made == 1:
+                # NSGA-II has stored the trial's generation: read back, the trial carries it to
+                # the next children, which then need not work it out (and store it) again.
+                trial = next(t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                             if t.number == trial.number)
+            child = first if made == 0 else self.nsga2.sample_relative(study, trial, search_space)
+            made += 1
+            return self._complete(study, trial, search_space, dict(child))
 
-        # the trial's cached read of the study, which NSGA-II's own steps share
-        evaluated = [t for t in study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
+        evaluated = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                      if "score" in t.user_attrs and t.user_attrs.get("feasible", True)]
         return self._choose(next_child, evaluated, study.directions)
 
@@ -167,9 +158,9 @@ class PreselectingNSGAIISampler(optuna.samplers.NSGAIISampler):
         return self._described[key]
 
     def _features_of(self, trial: FrozenTrial) -> tuple[float, ...]:
-        if trial._trial_id not in self._features:
-            self._features[trial._trial_id] = self.describe(trial.params).features
-        return self._features[trial._trial_id]
+        if trial.number not in self._features:
+            self._features[trial.number] = self.describe(trial.params).features
+        return self._features[trial.number]
 
     def _complete(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution],
                   params: dict[str, Any]) -> dict[str, Any]:
@@ -178,7 +169,7 @@ class PreselectingNSGAIISampler(optuna.samplers.NSGAIISampler):
         child can be described."""
         for name, distribution in search_space.items():
             if name not in params:
-                params[name] = self._random_sampler.sample_independent(study, trial, name, distribution)
+                params[name] = self.sample_independent(study, trial, name, distribution)
         return params
 
     def _surrogate(self, evaluated: list[FrozenTrial], directions: list[StudyDirection]) -> Surrogate | None:
@@ -272,9 +263,3 @@ def hypervolume_gains(observed: np.ndarray, proposed: np.ndarray, directions: li
     shifts = np.where(dominators, np.min(new[:, None, :] - front[None, :, :], axis=2), -np.inf).max(axis=1)
     # no gain and not dominated: beyond the reference, 0
     return np.where((gains > 0) | ~dominators.any(axis=1), gains, -shifts)
-
-
-# Generations and parent populations are stored under NSGA-II's own keys (Optuna derives them
-# from the class name), so a study can go on with plain NSGA-II (candidates: 1) and back.
-PreselectingNSGAIISampler._GENERATION_KEY = optuna.samplers.NSGAIISampler._get_generation_key()
-PreselectingNSGAIISampler._PARENT_CACHE_KEY_PREFIX = optuna.samplers.NSGAIISampler._get_parent_cache_key_prefix()

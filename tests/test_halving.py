@@ -2,7 +2,7 @@
 records, training on from rung to rung, the search end to end, resume, and the config errors."""
 
 import os
-import threading
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -335,7 +335,7 @@ def small_evaluator(cfg):
 def search(cfg, evaluator=None, worker=None):
     summary = run_experiment(cfg, progress=False, evaluator=evaluator or small_evaluator(cfg),
                              latency_model=FakeLatency(SMALL), log=lambda line: None, worker=worker)
-    return summary, open_run(cfg.output_dir())
+    return summary, open_run(cfg.output_dir(), storage=cfg.storage)
 
 
 def check_rung_records(study, schedule):
@@ -465,28 +465,34 @@ def test_no_schedule_leaves_the_evaluator_as_it_was():
 POSTGRES = os.environ.get("NAS_TEST_POSTGRES_URL")
 
 
+WORKER = """
+import json, sys
+from nas.config import parse_config
+from tests.test_halving import search
+search(parse_config(json.loads(sys.argv[1])), worker=int(sys.argv[2]))
+"""
+
+
 @pytest.mark.skipif(not POSTGRES, reason="NAS_TEST_POSTGRES_URL is not set (tools/postgres-for-tests.sh starts one)")
 def test_two_workers_share_the_rungs_on_postgresql(tmp_path):
+    import json
+    import subprocess
+    import sys
     import uuid
 
-    cfg = config(tmp_path, {"rungs": [1, 2], "keep": 0.33}, trials=8, storage=POSTGRES,
-                 study=f"halving-{uuid.uuid4().hex[:8]}")
-    errors = []
+    import optuna
 
-    def worker(index):
-        try:
-            search(cfg, worker=index)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+    from nas.search.study import make_storage
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
-    study = open_run(cfg.output_dir())
+    data = config(tmp_path, {"rungs": [1, 2], "keep": 0.33}, trials=6, storage=POSTGRES,
+                  study=f"halving-{uuid.uuid4().hex[:8]}").to_dict()
+    root = Path(__file__).resolve().parents[1]
+    workers = [subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(data), str(i)], cwd=root,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    outputs = [w.communicate(timeout=240)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    study = optuna.load_study(study_name=data["study"], storage=make_storage(POSTGRES))
     done = check_rung_records(study, RungSchedule((1, 2), 0.33))
-    assert len({t.user_attrs["arch_id"] for t in done}) == len(done) >= 8
+    assert len({t.user_attrs["arch_id"] for t in done}) == len(done) >= 6
     rungs = [t.user_attrs["rung"] for t in done]
     assert rungs.count(1) >= 2 and rungs.count(2) >= 1, rungs

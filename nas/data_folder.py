@@ -8,13 +8,13 @@ Layout (the usual one, as torchvision's ImageFolder reads it)::
 
 Class names are the sorted folder names of ``train``; images may sit in subfolders of a class
 folder; hidden files and folders (``.DS_Store``, ``.ipynb_checkpoints``) are skipped, every other
-file must be an image Pillow can read. Each image is converted to grey (C=1) or RGB (C=3) and
-resized to HxW (bilinear, the aspect ratio is not kept).
+file must be an image Pillow can read. Each image is converted to grey (C=1) or RGB (C=3), 16-bit
+grey scaled to 8 bits, and resized to HxW (bilinear, the aspect ratio is not kept).
 
 Decoding thousands of files takes a while, so the decoded arrays can be kept in a cache folder
-the caller names (a search uses its run folder): one ``.npz`` file per folder listing and
-shape, found again by a fingerprint of every file's path, size and modification time, so an
-edited folder is decoded afresh.
+the caller names (a search uses its run folder): one ``.npz`` file per folder and shape, found
+again by a fingerprint of every file's path, size and modification time, so an edited folder is
+decoded afresh (and its stale file removed).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from nas.folders import written_whole
 
 SPLITS = ("train", "test", "val")  # val is optional
 CHANNEL_MODES = {1: "L", 3: "RGB"}
-CACHE_VERSION = "1"  # bump when the decoding changes, so old caches are not read
+CACHE_VERSION = "2"  # bump when the decoding changes, so old caches are not read
 Arrays = tuple[np.ndarray, np.ndarray]  # images (N, C, H, W) uint8, labels (N,) int64
 
 
@@ -43,22 +43,22 @@ def _visible(path: Path) -> bool:
     return not path.name.startswith(".")
 
 
-def _list_split(root: Path, split: str) -> dict[str, list[Path]]:
+def _list_split(root: Path, split: str) -> dict[str, list[str]]:
     """{class name: sorted image files} of one split folder."""
     folder = root / split
     if not folder.is_dir():
         raise FolderError(f"image folder {root} has no {split}/ folder; expected {split}/<class>/<image> "
                           f"(train/ and test/ are required, val/ is optional)")
-    classes: dict[str, list[Path]] = {}
+    classes: dict[str, list[str]] = {}
     for entry in sorted(folder.iterdir()):
         if not _visible(entry):
             continue
         if not entry.is_dir():
             raise FolderError(f"{entry} is not inside a class folder; expected {split}/<class>/<image>")
-        files = []
+        files = []  # as strings: a large folder has many, and pathlib's objects are slow to make
         for current, dirs, names in os.walk(entry):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            files += [Path(current) / name for name in sorted(names) if not name.startswith(".")]
+            files += [os.path.join(current, name) for name in sorted(names) if not name.startswith(".")]
         if not files:
             raise FolderError(f"class folder {entry} holds no images (an empty class)")
         classes[entry.name] = files
@@ -67,7 +67,7 @@ def _list_split(root: Path, split: str) -> dict[str, list[Path]]:
     return classes
 
 
-def list_image_folder(root: str | Path) -> dict[str, dict[str, list[Path]]]:
+def list_image_folder(root: str | Path) -> dict[str, dict[str, list[str]]]:
     """{split: {class: files}} for the splits present, with every split's classes checked
     against train's."""
     root = Path(root)
@@ -87,19 +87,31 @@ def list_image_folder(root: str | Path) -> dict[str, dict[str, list[Path]]]:
     return splits
 
 
-def fingerprint(root: Path, splits: dict[str, dict[str, list[Path]]], shape: tuple[int, int, int]) -> str:
-    """A hash of the shape and every file's relative path, size and modification time."""
+def fingerprint(root: Path, splits: dict[str, dict[str, list[str]]], shape: tuple[int, int, int]) -> str:
+    """A hash of the shape and every file's path (relative to ``root``), size and modification
+    time."""
     digest = hashlib.sha256(f"v{CACHE_VERSION}|{'x'.join(map(str, shape))}".encode())
-    for split, classes in splits.items():
-        for name, files in classes.items():
+    prefix = len(str(root)) + 1
+    for classes in splits.values():
+        for files in classes.values():
             for path in files:
-                stat = path.stat()
-                digest.update(f"|{split}/{name}/{path.relative_to(root / split / name)}:{stat.st_size}:"
-                              f"{stat.st_mtime_ns}".encode())
+                stat = os.stat(path)
+                digest.update(f"|{path[prefix:]}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:20]
 
 
-def decode_image(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
+def _eight_bit(image):
+    """16-bit grey images (PNG, TIFF) scaled to 0..255: Pillow's own conversion clips them, so
+    every pixel above 255 would turn white."""
+    from PIL import Image
+
+    if image.mode.startswith("I;16") or image.mode == "I":
+        pixels = np.asarray(image, dtype=np.float64) / 257
+        return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))  # 2-D uint8: mode L
+    return image
+
+
+def decode_image(path: str | Path, shape: tuple[int, int, int]) -> np.ndarray:
     """One image as uint8 (C, H, W), converted and resized to ``shape`` (HxWxC)."""
     from PIL import Image, UnidentifiedImageError
 
@@ -107,7 +119,7 @@ def decode_image(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.draft(CHANNEL_MODES[c], (w, h))  # JPEG: decode at a reduced scale when that is enough
-            image = image.convert(CHANNEL_MODES[c])
+            image = _eight_bit(image).convert(CHANNEL_MODES[c])
             if image.size != (w, h):
                 image = image.resize((w, h), Image.Resampling.BILINEAR)
             pixels = np.asarray(image, dtype=np.uint8)
@@ -118,7 +130,7 @@ def decode_image(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
     return pixels[None] if c == 1 else pixels.transpose(2, 0, 1)
 
 
-def decode_split(classes: dict[str, list[Path]], names: list[str], shape: tuple[int, int, int]) -> Arrays:
+def decode_split(classes: dict[str, list[str]], names: list[str], shape: tuple[int, int, int]) -> Arrays:
     h, w, c = shape
     count = sum(len(files) for files in classes.values())
     images = np.empty((count, c, h, w), dtype=np.uint8)
@@ -154,7 +166,7 @@ def load_image_folder(root: str | Path, shape: tuple[int, int, int],
     names = list(splits["train"])
     cache = None
     if cache_dir is not None:
-        cache = Path(cache_dir) / f"folder-{fingerprint(root, splits, shape)}.npz"
+        cache = Path(cache_dir) / f"{_cache_stem(root, shape)}-{fingerprint(root, splits, shape)}.npz"
         stored = _read_cache(cache) if cache.is_file() else None
         if stored is not None and stored["classes"].tolist() == names:
             return {split: (stored[f"{split}_images"], stored[f"{split}_labels"]) for split in splits}, names
@@ -165,4 +177,13 @@ def load_image_folder(root: str | Path, shape: tuple[int, int, int],
                    for part, array in zip(("images", "labels"), pair, strict=True)}
         with written_whole(cache) as temporary:  # workers decoding together each write whole files
             np.savez(temporary, classes=np.array(names), **payload)
+        for stale in cache.parent.glob(f"{_cache_stem(root, shape)}-*.npz"):  # this folder before an edit
+            if stale != cache:
+                stale.unlink(missing_ok=True)
     return arrays, names
+
+
+def _cache_stem(root: Path, shape: tuple[int, int, int]) -> str:
+    """The cache files of one folder at one shape share this name; their fingerprints differ."""
+    key = f"{root.resolve()}|{'x'.join(map(str, shape))}"
+    return f"folder-{hashlib.sha256(key.encode()).hexdigest()[:10]}"

@@ -171,7 +171,7 @@ def test_cache_is_reused_and_refreshed_when_the_folder_changes(tmp_path, monkeyp
     assert len(changed.train) + len(changed.val) == 7
     other_shape = load_dataset("folder", root, input="5x5x1", cache_dir=cache)
     assert other_shape.input_shape == (5, 5, 1)
-    assert len(list(cache.iterdir())) == 3  # one file per listing and shape, nothing else
+    assert len(list(cache.iterdir())) == 2  # one file per folder and shape: the stale one is gone
 
 
 def test_nothing_is_written_into_the_image_folder(tmp_path):
@@ -206,3 +206,14 @@ def test_nas_train_on_an_image_folder(tmp_path, capsys):
     assert "needs an input shape HxWxC" in capsys.readouterr().err
     assert main([*args[:3], "synthetic", "--input", "12x12x1"]) != 0
     assert "--input applies to --dataset folder only" in capsys.readouterr().err
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped(tmp_path):
+    root = image_folder(tmp_path / "imgs", per_class=1)
+    levels = np.array([[0, 257 * 100], [257 * 200, 65535]], dtype=np.uint16)
+    path = root / "test" / "cat" / "deep.png"
+    Image.fromarray(levels).save(path)
+    assert Image.open(path).mode.startswith("I")
+    dataset = load_dataset("folder", root, input="2x2x1")
+    pixels = [image.flatten().tolist() for image in dataset.test.images]
+    assert [0, 100, 200, 255] in pixels, pixels

@@ -12,9 +12,9 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from nas.spec import (
-    ArchSpec,
+from nas.spec_blocks import (
     Block,
     BNAct,
     Conv,
@@ -31,7 +31,11 @@ from nas.spec import (
     ShuffleUnit,
     Skip,
     SpecError,
+    parse_shape,
 )
+
+if TYPE_CHECKING:  # the resolver reads blocks; ArchSpec (nas.spec) calls it when constructed
+    from nas.spec import ArchSpec
 
 Shape = tuple[int, int, int]  # H, W, C
 
@@ -121,8 +125,6 @@ def _op_key(op: OpInstance) -> str:
 
 def op_from_fields(fields: dict) -> OpInstance:
     """Inverse of :meth:`OpInstance.fields` (used by table loaders)."""
-    from nas.spec import parse_shape
-
     kwargs = {}
     for field in dataclasses.fields(OpInstance):
         if field.name not in fields:

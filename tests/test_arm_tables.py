@@ -11,7 +11,8 @@ from nas.cli import main
 from nas.latency import LatencyTableError, MissingOpsError, load_latency_model
 from nas.latency.estimator import COLUMNS, KernelEstimator, kernel_features
 from nas.latency.registry import list_tables, resolve_table, tables_dir
-from nas.latency.table import LatencyTable, sidecar_path
+from nas.latency.table import LatencyTable
+from nas.latency.tableio import sidecar_path
 from nas.ops import OpInstance, resolve
 from nas.space import get_space
 

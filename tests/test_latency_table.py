@@ -5,7 +5,8 @@ import warnings
 import pytest
 
 from nas.latency import LatencyTableError, MissingOpsError, load_latency_model
-from nas.latency.table import Composition, EstimatedLatencyWarning, LatencyTable, sidecar_path
+from nas.latency.table import Composition, EstimatedLatencyWarning, LatencyTable
+from nas.latency.tableio import sidecar_path
 from nas.ops import resolve
 from nas.space import get_space
 

@@ -23,7 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nas.latency.errors import LatencyTableError, MissingOpsError
-from nas.latency.table import EstimatedLatencyWarning, LatencyTable, sidecar_path
+from nas.latency.table import EstimatedLatencyWarning, LatencyTable
+from nas.latency.tableio import sidecar_path
 
 
 def _load_calibrated(path: Path, missing: str | None = None):

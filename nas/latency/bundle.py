@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from nas.latency.table import FIELD_COLUMNS
+from nas.latency.tableio import FIELD_COLUMNS
 from nas.ops import OpInstance
 
 BUNDLE_FORMAT = "nas-latency-bundle"

@@ -219,8 +219,7 @@ def import_public(path: str | Path, fmt: str, classes: int | None = None, comman
 def import_runner(path: str | Path) -> LatencyTable:
     """A table from the stand-alone runner's CSV and its JSON sidecar (checked like any
     table: the runner writes the table format)."""
-    from nas.latency.table import REQUIRED_PROVENANCE, sidecar_path
-    from nas.latency.tableio import read_rows
+    from nas.latency.tableio import REQUIRED_PROVENANCE, read_rows, sidecar_path
     from nas.strict_parse import loads_json
 
     path = Path(path)

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 from nas.latency.errors import LatencyTableError
-from nas.latency.table import FORMAT, sidecar_path
+from nas.latency.tableio import FORMAT, sidecar_path
 from nas.names import UnsafeNameError, check_name
 
 ENV = "NAS_LATENCY_TABLES"

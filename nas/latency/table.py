@@ -1,6 +1,6 @@
 """Latency lookup tables: one measured latency per op key, and the network prediction.
 
-On disk a table is two files side by side:
+On disk a table is two files side by side (read and written by :mod:`nas.latency.tableio`):
 
 * ``NAME.csv``: one row per op key. Columns: ``key``, every :class:`~nas.ops.OpInstance` field
   (as :meth:`OpInstance.fields` writes them), then ``n, median, mean, std, p10, p90`` (ms) and
@@ -21,11 +21,8 @@ systematic terms fitted on whole networks measured end to end (``nas latency com
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import functools
-import hashlib
-import json
 import math
 import warnings
 from collections.abc import Iterable, Sequence
@@ -33,18 +30,11 @@ from pathlib import Path
 
 from nas.latency.errors import InputShapeError, LatencyTableError, MissingOpsError
 from nas.latency.estimator import NO_OP_TYPES
-from nas.ops import OpInstance, op_from_fields, op_params
+from nas.latency.tableio import KIND, read_table, sidecar_path, write_table
+from nas.ops import OpInstance, op_params
 from nas.spec import parse_shape
 
-FORMAT = "nas-latency-table"
-FORMAT_VERSION = 1
-KIND = "table"
-STAT_COLUMNS = ("n", "median", "mean", "std", "p10", "p90")
-OPTIONAL_COLUMNS = ("spread", "attempts")
-FIELD_COLUMNS = tuple(f.name for f in dataclasses.fields(OpInstance))
 MISSING_POLICIES = ("error", "nearest", "interpolate", "estimate")
-REQUIRED_PROVENANCE = ("device", "cpu_model", "machine", "runtime", "runtime_version", "execution_provider",
-                       "threads", "batch", "dtype", "input", "date")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,15 +70,6 @@ class Composition:
             raise LatencyTableError(f"{where}: composition overhead_ms is a measured call time, so >= 0; "
                                     f"got {values['overhead_ms']!r}")
         return cls(**values, fitted=data.get("fitted"))
-
-
-def sidecar_path(path: str | Path) -> Path:
-    """The provenance file beside a table CSV: ``NAME.csv`` -> ``NAME.json``."""
-    return Path(path).with_suffix(".json")
-
-
-def keys_digest(keys: Iterable[str]) -> str:
-    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
 
 
 class LatencyTable:
@@ -250,29 +231,7 @@ class LatencyTable:
 
     def save(self, path: str | Path) -> None:
         """Write ``path`` (CSV) and its JSON sidecar, atomically each."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        keys = sorted(self.entries, key=lambda k: (self.ops[k].type, self.ops[k].input, k))
-        extra = [c for c in OPTIONAL_COLUMNS if any(c in self.entries[k] for k in keys)]
-        columns = ["key", *FIELD_COLUMNS, *STAT_COLUMNS, *extra]
-        tmp = path.with_name(path.name + ".tmp")
-        side_tmp = path.with_name(path.name + ".json.tmp")
-        sidecar = {**self.provenance, "format": FORMAT, "format_version": FORMAT_VERSION, "kind": KIND,
-                   "rows": len(keys), "keys_sha256": keys_digest(keys), "composition": self.composition.as_dict()}
-        try:
-            with open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=columns)
-                writer.writeheader()
-                for key in keys:
-                    stats = {c: _format(self.entries[key].get(c, "")) for c in (*STAT_COLUMNS, *extra)}
-                    writer.writerow({"key": key, **self.ops[key].fields(), **stats})
-            side_tmp.write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
-        except OSError as exc:  # a full disk, say: leave no partial file behind, keep the old table
-            for partial in (tmp, side_tmp):
-                partial.unlink(missing_ok=True)
-            raise LatencyTableError(f"could not write latency table {path}: {exc.strerror or exc}") from None
-        tmp.replace(path)
-        side_tmp.replace(sidecar_path(path))
+        write_table(Path(path), self.entries, self.ops, self.provenance, self.composition.as_dict())
         self.path = str(path)
 
     @classmethod
@@ -280,8 +239,6 @@ class LatencyTable:
         """Load and check a table. Raises LatencyTableError (a ValueError) naming the file and
         the problem when the CSV or its sidecar is missing, corrupt, truncated, holds NaN or
         negative latencies, or when the two do not belong together."""
-        from nas.latency.tableio import read_table
-
         entries, ops, provenance = read_table(Path(path))
         composition = Composition.from_dict(provenance.get("composition", {}), str(sidecar_path(path)))
         return cls(entries, ops, provenance, composition, missing, str(path))
@@ -289,10 +246,6 @@ class LatencyTable:
 
 class EstimatedLatencyWarning(UserWarning):
     """A prediction used estimated (not measured) op latencies."""
-
-
-def _format(value):
-    return f"{value:.6g}" if isinstance(value, float) else value
 
 
 def weight_mb(ops: Iterable[OpInstance]) -> float:
@@ -303,8 +256,3 @@ def weight_mb(ops: Iterable[OpInstance]) -> float:
 @functools.lru_cache(maxsize=1 << 16)
 def _op_mb(op: OpInstance) -> float:
     return op_params(op) * 4e-6
-
-
-def op_from_row(row: dict) -> OpInstance:
-    # a field added to OpInstance after a table was written is absent from its CSV: its default
-    return op_from_fields({k: row[k] for k in FIELD_COLUMNS if k in row})

@@ -1,27 +1,45 @@
-"""Reading a latency table's CSV and sidecar with schema checks (see nas.latency.table)."""
+"""A latency table's files: the CSV of op rows and its JSON provenance sidecar, read with
+schema checks and written atomically (the table itself and its prediction: nas.latency.table).
+"""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
+import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 from nas.latency.errors import LatencyTableError
-from nas.latency.table import (
-    FIELD_COLUMNS,
-    FORMAT,
-    FORMAT_VERSION,
-    OPTIONAL_COLUMNS,
-    REQUIRED_PROVENANCE,
-    STAT_COLUMNS,
-    keys_digest,
-    op_from_row,
-    sidecar_path,
-)
+from nas.ops import OpInstance, op_from_fields
 from nas.spec import SpecError, parse_shape
 from nas.strict_parse import loads_json
 
+FORMAT = "nas-latency-table"
+FORMAT_VERSION = 1
+KIND = "table"
+STAT_COLUMNS = ("n", "median", "mean", "std", "p10", "p90")
+OPTIONAL_COLUMNS = ("spread", "attempts")
+FIELD_COLUMNS = tuple(f.name for f in dataclasses.fields(OpInstance))
+REQUIRED_PROVENANCE = ("device", "cpu_model", "machine", "runtime", "runtime_version", "execution_provider",
+                       "threads", "batch", "dtype", "input", "date")
 MAX_REPEATS = 10**9  # the measurement count of one op: more is a damaged file, not a measurement
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """The provenance file beside a table CSV: ``NAME.csv`` -> ``NAME.json``."""
+    return Path(path).with_suffix(".json")
+
+
+def keys_digest(keys: Iterable[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
+
+
+def op_from_row(row: dict) -> OpInstance:
+    # a field added to OpInstance after a table was written is absent from its CSV: its default
+    return op_from_fields({k: row[k] for k in FIELD_COLUMNS if k in row})
 
 
 def read_sidecar(path: Path) -> dict:
@@ -131,3 +149,36 @@ def read_table(path: Path) -> tuple[dict, dict, dict]:
         raise LatencyTableError(f"{path} holds other op keys than its provenance {side} was written for: "
                                 f"the files do not belong together")
     return entries, ops, provenance
+
+
+def write_table(path: str | Path, entries: dict[str, dict], ops: dict[str, OpInstance], provenance: dict,
+                composition: dict) -> None:
+    """Write ``path`` (CSV) and its JSON sidecar, atomically each: a failed write (a full disk,
+    say) leaves no partial file and keeps an earlier table."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = sorted(entries, key=lambda k: (ops[k].type, ops[k].input, k))
+    extra = [c for c in OPTIONAL_COLUMNS if any(c in entries[k] for k in keys)]
+    columns = ["key", *FIELD_COLUMNS, *STAT_COLUMNS, *extra]
+    tmp = path.with_name(path.name + ".tmp")
+    side_tmp = path.with_name(path.name + ".json.tmp")
+    sidecar = {**provenance, "format": FORMAT, "format_version": FORMAT_VERSION, "kind": KIND,
+               "rows": len(keys), "keys_sha256": keys_digest(keys), "composition": composition}
+    try:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            for key in keys:
+                stats = {c: _format(entries[key].get(c, "")) for c in (*STAT_COLUMNS, *extra)}
+                writer.writerow({"key": key, **ops[key].fields(), **stats})
+        side_tmp.write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
+    except OSError as exc:  # a full disk, say: leave no partial file behind, keep the old table
+        for partial in (tmp, side_tmp):
+            partial.unlink(missing_ok=True)
+        raise LatencyTableError(f"could not write latency table {path}: {exc.strerror or exc}") from None
+    tmp.replace(path)
+    side_tmp.replace(sidecar_path(path))
+
+
+def _format(value):
+    return f"{value:.6g}" if isinstance(value, float) else value

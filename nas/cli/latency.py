@@ -3,79 +3,41 @@ the command line (thin: parsing and printing over nas.latency)."""
 
 from __future__ import annotations
 
-import argparse
-import functools
 import json
-import os
 import warnings
 from pathlib import Path
 
 from nas.cli import UserError, describe_os_error
-from nas.cli.arch import positive_int, shape_arg
+from nas.cli.arch import positive_int
 from nas.cli.export import positive_float
-from nas.latency.errors import InputShapeError, LatencyTableError, MissingOpsError
+from nas.cli.latency_common import (
+    classes_from_args,
+    latency_group,
+    protocol_args,
+    protocol_from_args,
+    space_args,
+    user_errors,
+)
+from nas.cli.latency_validate import register_validate
+from nas.latency.errors import MissingOpsError
 from nas.latency.table import EstimatedLatencyWarning
-from nas.space import FASHION_MNIST
-
-
-def latency_group(subparsers):
-    """The ``latency`` command group's sub-parsers, created by whichever module comes first
-    (nas.cli.calibrate adds ``calibrate`` to the same group)."""
-    latency = subparsers.choices.get("latency")
-    if latency is None:
-        latency = subparsers.add_parser("latency", help="latency tables: profile, bundle, import, predict, validate")
-        group = latency.add_subparsers(dest="latency_command", metavar="COMMAND")
-        group.required = True
-        return group
-    return next(a for a in latency._actions if isinstance(a, argparse._SubParsersAction))
-
-
-def user_errors(handler):
-    """Latency errors are bad input: shown as ``error: ...`` (exit 2), without a traceback."""
-
-    @functools.wraps(handler)
-    def wrapped(args):
-        try:
-            return handler(args)
-        except (LatencyTableError, MissingOpsError, InputShapeError) as exc:
-            raise UserError(str(exc)) from None
-
-    return wrapped
-
-
-def _protocol_args(p) -> None:
-    p.add_argument("--threads", type=positive_int, default=1, help="intra-op threads (default 1)")
-    p.add_argument("--warmup", type=int, default=10, help="untimed calls per model before timing (default 10)")
-    p.add_argument("--repeats", type=positive_int, default=60, help="timed calls per model (default 60)")
-    p.add_argument("--rounds", type=positive_int, default=6, help="interleaved rounds the repeats are split into")
-    p.add_argument("--cpu", type=int, default=-1, help="index of the allowed CPU to pin to (-1: the last)")
-    p.add_argument("--optimization", choices=("basic", "extended", "all"), default=None,
-                   help="ONNX Runtime graph optimisation level (default extended; validate/compose: the table's)")
-    p.add_argument("--device", help="device name for the provenance (default: host name)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def _space_args(p, required: bool = True) -> None:
-    p.add_argument("--space", required=required, help="search space (see `nas spaces`)")
-    p.add_argument("--input", type=shape_arg, default=FASHION_MNIST, help="input shape HxWxC (default 28x28x1)")
-    p.add_argument("--classes", type=positive_int, default=None, help="classes (default 10, or 1000 from 64 px)")
 
 
 def register(subparsers) -> None:
     group = latency_group(subparsers)
     p = group.add_parser("profile", help="measure every op of a space (or of given archs) into a table")
-    _space_args(p, required=False)
+    space_args(p, required=False)
     p.add_argument("--arch", action="append", default=[], help="profile this arch's ops (repeatable)")
     p.add_argument("--runtime", choices=("onnxruntime", "torch"), default="onnxruntime")
     p.add_argument("-o", "--output", required=True, help="table CSV (resumed if it exists)")
     p.add_argument("--limit", type=positive_int, help="measure at most this many ops now (resume later)")
     p.add_argument("--max-minutes", type=positive_float, help="stop after about this long (resume later)")
     p.add_argument("--chunk", type=positive_int, default=32, help="ops measured together between saves")
-    _protocol_args(p)
+    protocol_args(p)
     p.set_defaults(handler=user_errors(cmd_profile))
 
     p = group.add_parser("bundle", help="write a space's ops as ONNX models + manifest (zip) for runner.py")
-    _space_args(p, required=False)
+    space_args(p, required=False)
     p.add_argument("--arch", action="append", default=[], help="bundle this arch's ops (repeatable)")
     p.add_argument("-o", "--output", required=True, help="zip to write")
     p.add_argument("--no-progress", action="store_true")
@@ -100,13 +62,7 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="JSON with the per-op breakdown")
     p.set_defaults(handler=user_errors(cmd_predict))
 
-    from nas.cli.latency_validate import register_validate
-
-    register_validate(group, _space_args, _protocol_args)
-
-
-def _classes(args) -> int:
-    return args.classes or (10 if min(args.input[:2]) < 64 else 1000)
+    register_validate(group)
 
 
 def _collect_ops(args) -> tuple[set, list[str]]:
@@ -119,40 +75,19 @@ def _collect_ops(args) -> tuple[set, list[str]]:
         raise UserError("give --space S (every op the space can reach) or --arch ARCH (repeatable)")
     ops, spaces = set(), []
     if args.space:
-        ops |= get_space(args.space, args.input, _classes(args)).reachable_ops()
+        ops |= get_space(args.space, args.input, classes_from_args(args)).reachable_ops()
         spaces.append(args.space)
     for text in args.arch:
         ops |= set(resolve(load_arch(text, args.input, args.classes)))
     return ops, spaces
 
 
-def _protocol(args, optimization: str | None = None):
-    from nas.latency.runner import Protocol
-
-    _check_cpu(args.cpu)
-    try:
-        return Protocol(args.warmup, args.repeats, args.rounds, threads=args.threads, cpu=args.cpu,
-                        optimization=optimization or args.optimization or "extended")
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-
-
-def _check_cpu(index: int | None) -> None:
-    """--cpu indexes the CPUs this process may run on; out of range is a typo, not 'the last'."""
-    if index is None or not hasattr(os, "sched_getaffinity"):
-        return
-    allowed = len(os.sched_getaffinity(0))
-    if not -allowed <= index < allowed:
-        raise UserError(f"--cpu {index} is out of range: this process may run on {allowed} CPU(s), "
-                        f"so --cpu must be in [{-allowed}, {allowed - 1}] (-1: the last)")
-
-
 def cmd_profile(args) -> int:
     from nas.latency.profile import profile, table_provenance
 
     ops, spaces = _collect_ops(args)
-    protocol = _protocol(args)
-    provenance = table_provenance(protocol, args.runtime, args.input, _classes(args), spaces, args.device)
+    protocol = protocol_from_args(args)
+    provenance = table_provenance(protocol, args.runtime, args.input, classes_from_args(args), spaces, args.device)
     max_seconds = args.max_minutes * 60 if args.max_minutes else None
     table, measured, left = profile(ops, args.output, provenance, protocol, args.runtime, args.chunk,
                                     args.limit, max_seconds, progress=not args.no_progress)
@@ -166,7 +101,7 @@ def cmd_bundle(args) -> int:
     from nas.latency.profile import git_revision
 
     ops, spaces = _collect_ops(args)
-    provenance = {"input": "x".join(map(str, args.input)), "classes": _classes(args), "spaces": spaces,
+    provenance = {"input": "x".join(map(str, args.input)), "classes": classes_from_args(args), "spaces": spaces,
                   "archs": args.arch, "git_revision": git_revision()}
     try:
         n = write_bundle(ops, args.output, provenance, progress=not args.no_progress)

@@ -8,11 +8,10 @@ from pathlib import Path
 
 from nas.cli import UserError
 from nas.cli.arch import positive_int
+from nas.cli.latency_common import classes_from_args, protocol_args, protocol_from_args, space_args, user_errors
 
 
-def register_validate(group, space_args, protocol_args) -> None:
-    from nas.cli.latency import user_errors
-
+def register_validate(group) -> None:
     p = group.add_parser("validate", help="measure N random networks end to end against the table's predictions")
     space_args(p)
     p.add_argument("--table", required=True)
@@ -36,7 +35,6 @@ def register_validate(group, space_args, protocol_args) -> None:
 
 
 def _setup(args):
-    from nas.cli.latency import _classes, _protocol
     from nas.latency.registry import resolve_table
     from nas.latency.table import LatencyTable
     from nas.space import get_space
@@ -47,7 +45,7 @@ def _setup(args):
         raise UserError(f"{args.table} was measured on {table.provenance.get('device', 'another device')}: "
                         f"networks measured on this machine cannot validate or calibrate it")
     table.check_input(args.input)
-    space = get_space(args.space, args.input, _classes(args))
+    space = get_space(args.space, args.input, classes_from_args(args))
     runtime = args.runtime if getattr(args, "runtime", None) else (
         "torch" if table.provenance.get("runtime") == "torch" else "onnxruntime")
     if table.provenance.get("threads", 1) != args.threads:
@@ -60,7 +58,7 @@ def _setup(args):
     if args.optimization and args.optimization != optimization:
         raise UserError(f"the table was measured with graph optimisation {optimization!r}, not "
                         f"{args.optimization!r}: networks must be measured the same way")
-    return table, space, _protocol(args, optimization), runtime
+    return table, space, protocol_from_args(args, optimization), runtime
 
 
 def cmd_validate(args) -> int:

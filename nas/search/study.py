@@ -72,7 +72,7 @@ def make_storage(url: str, heartbeat_interval_s: int = 5, grace_period_s: int = 
         engine_kwargs["connect_args"] = {"timeout": 60}  # concurrent writers wait, not fail
         _use_write_ahead_log(path)
     elif url.startswith("postgresql"):
-        engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+        engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S, "options": _asynchronous_commit(url)}
         engine_kwargs["pool_pre_ping"] = True
     try:
         with optuna_heartbeat_warnings_off():
@@ -169,6 +169,19 @@ def _use_write_ahead_log(path: Path) -> None:
             connection.execute("PRAGMA journal_mode=WAL")
     except sqlite3.Error as exc:
         raise StorageError(f"cannot open SQLite file {str(path)!r}: {exc}") from None
+
+
+def _asynchronous_commit(url: str) -> str:
+    """The URL's own connection ``options`` plus ``synchronous_commit=off``: Optuna commits
+    every parameter and attribute of a trial on its own (some 60 commits a trial), and
+    waiting for each to reach the server's disk cost 0.4 s a trial here. Commits stay atomic
+    and at once visible to every worker; only a crash of the database server itself can drop
+    the last fraction of a second of them, whose trials are then retried like a dead
+    worker's. Not a change to the server or to other clients: it applies to this storage's
+    sessions only."""
+    given = sqlalchemy.engine.make_url(url).query.get("options", "")
+    given = " ".join(given) if isinstance(given, tuple) else given
+    return f"{given} -c synchronous_commit=off".strip()
 
 
 def _relaxed_sync(dbapi_connection, _record) -> None:

@@ -24,7 +24,12 @@ sys.path.insert(0, str(ROOT))
 
 from nas.latency import load_latency_model  # noqa: E402
 from nas.latency.estimator import UnpricedKernelError, leave_one_out  # noqa: E402
-from nas.latency.published import published_figures, table_sum, whole_network  # noqa: E402
+from nas.latency.published import (  # noqa: E402
+    priced_sum,
+    published_figures,
+    whole_network,
+    whole_network_scale,
+)
 from nas.latency.registry import list_tables  # noqa: E402
 
 TARGETS = {"mobilenet_v2_1.0": 0.10, "proxyless_mobile": 0.10}  # goal 0.05
@@ -44,24 +49,40 @@ def arm_tables() -> list[dict]:
 def reference_figures(model) -> dict:
     out = {}
     for name, ms in published_figures(model).items():
-        priced = table_sum(model, name)
+        priced = priced_sum(model, name)
         if priced is None:
             out[name] = {"published_ms": ms, "error": "the table cannot price it (no reference spec, or a kernel "
                                                       "no entry contains)"}
             continue
-        raw, estimated = priced
-        entry = {"published_ms": ms, "raw_sum_ms": raw, "estimated_ops": estimated,
-                 "raw_error_pct": 100 * (raw / ms - 1)}
+        raw = priced["raw_ms"]
+        entry = {"published_ms": ms, "raw_sum_ms": raw, "estimated_ops": priced["estimated_ops"],
+                 "measured_share": priced["measured_share"], "raw_error_pct": 100 * (raw / ms - 1)}
         whole = whole_network(model, raw, leave_out=name)  # fitted without the judged network
         if whole is not None:
-            entry.update(loo_scale=whole["scale"], loo_fitted_on=whole["fitted_on"],
+            entry.update(loo_scale=whole["scale"], loo_fitted_on=whole["fitted_on"], loo_weights=whole["weights"],
                          corrected_ms=whole["latency_ms"], corrected_error_pct=100 * (whole["latency_ms"] / ms - 1))
+            entry["unweighted"] = unweighted_correction(model, name, raw, ms)
         if name in TARGETS:
             err = abs(entry.get("corrected_error_pct", entry["raw_error_pct"])) / 100
             entry["target_10pct_met"] = err <= TARGETS[name]
             entry["goal_5pct_met"] = err <= 0.05
         out[name] = entry
     return out
+
+
+def unweighted_correction(model, name: str, raw: float, published_ms: float) -> dict | None:
+    """The correction as it was before each network's ratio was weighted by its measured share
+    (every published network counted alike, the judged one left out): shown for comparison."""
+    others = {}
+    for other in published_figures(model):
+        priced = priced_sum(model, other) if other != name else None
+        if priced is not None:
+            others[other] = (priced["raw_ms"], 1.0)
+    scale = whole_network_scale(others, published_figures(model))
+    if scale is None:
+        return None
+    return {"scale": scale, "fitted_on": sorted(others), "corrected_ms": scale * raw,
+            "corrected_error_pct": 100 * (scale * raw / published_ms - 1)}
 
 
 def main() -> int:

@@ -144,8 +144,8 @@ def test_every_pixel1_space_member_is_priced_without_estimates():
 
 def test_search_prices_each_candidate_at_its_deployment_shape(tmp_path):
     from nas.config import parse_config
+    from nas.experiment import run_experiment
     from nas.report import open_run
-    from nas.search.runner import run_experiment
     from tests.fakes import FakeEvaluator
 
     config = parse_config({
@@ -181,8 +181,8 @@ def test_search_prices_each_candidate_at_its_deployment_shape(tmp_path):
 
 def test_a_deployment_shape_the_table_was_not_measured_for_is_refused(tmp_path):
     from nas.config import parse_config
+    from nas.experiment import run_experiment
     from nas.latency.errors import InputShapeError
-    from nas.search.runner import run_experiment
     from tests.fakes import FakeEvaluator
 
     config = parse_config({"name": "phone", "space": "proxylessnas", "trials": 1, "output": str(tmp_path / "run"),
@@ -213,3 +213,28 @@ def test_this_machine_never_validates_or_calibrates_a_device_table(capsys):
         assert main(["latency", command, "--space", "proxylessnas", "--input", "224x224x3",
                      "--table", "pixel1-proxylessnas"]) == 2
         assert "measured on Google Pixel 1" in capsys.readouterr().err
+
+
+def test_whole_network_scale_weighs_each_network_by_its_measured_share():
+    from nas.latency.published import whole_network_scale
+
+    published = {"a": 80.0, "b": 90.0, "c": 100.0}
+    # c's sum is all estimate: it says nothing of how measured blocks differ from whole runs
+    assert whole_network_scale({"a": (100.0, 0.5), "c": (50.0, 0.0)}, published) == pytest.approx(0.8)
+    both = whole_network_scale({"a": (100.0, 0.25), "b": (100.0, 0.75)}, published)
+    assert both == pytest.approx(0.8 ** 0.25 * 0.9 ** 0.75)
+    assert whole_network_scale({"c": (50.0, 0.0)}, published) is None
+
+
+def test_the_pixel1_correction_leaves_out_the_judged_network_and_weighs_the_others():
+    from nas.latency.published import priced_sum, whole_network
+
+    model = load_latency_model("pixel1-proxylessnas")
+    v1 = priced_sum(model, "mobilenet_v1_1.0")
+    assert v1["measured_share"] == 0.0 and v1["estimated_ops"] > 0  # every op estimated
+    v2 = priced_sum(model, "mobilenet_v2_1.0")
+    assert 0 < v2["measured_share"] < 1
+    whole = whole_network(model, v2["raw_ms"], leave_out="mobilenet_v2_1.0")
+    assert whole["fitted_on"] == ["proxyless_mobile"] and set(whole["weights"]) == {"proxyless_mobile"}
+    proxyless = priced_sum(model, "proxyless_mobile")
+    assert whole["scale"] == pytest.approx(78.0 / proxyless["raw_ms"])

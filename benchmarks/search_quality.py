@@ -42,11 +42,11 @@ from default_tables import default_table  # noqa: E402
 
 from nas.config import parse_config  # noqa: E402
 from nas.evaluate import make_evaluator  # noqa: E402
+from nas.experiment import run_experiment  # noqa: E402
 from nas.latency import load_latency_model  # noqa: E402
 from nas.ops import count_macs, resolve  # noqa: E402
 from nas.report import evaluated, trials_frame  # noqa: E402
 from nas.search.pareto import hypervolume_2d  # noqa: E402
-from nas.search.runner import run_experiment  # noqa: E402
 from nas.search.study import make_storage  # noqa: E402
 from nas.space import get_reference, get_space  # noqa: E402
 

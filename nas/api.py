@@ -86,13 +86,13 @@ def run_search(config: ExperimentConfig | str | Path, *, progress: bool = True, 
     the caller's Optuna verbosity is restored when it returns. ``worker``: this process's
     index when several share one study (it offsets the seed); ``force_new``: start a new
     study beside one made with another setup instead of refusing. Wraps
-    :func:`nas.search.runner.run_experiment`.
+    :func:`nas.experiment.run_experiment`.
 
     Raises:
         ValueError: the config, its table, space or output folder cannot be used (the message
             says which and why); a ConfigError for a bad YAML file.
     """
-    from nas.search.runner import run_experiment
+    from nas.experiment import run_experiment
 
     if not isinstance(config, ExperimentConfig):
         config = load_config(config)

@@ -9,7 +9,7 @@ import json
 import sys
 
 from nas.config import parse_config
-from nas.search.runner import run_experiment
+from nas.experiment import run_experiment
 from tests import kill_points
 from tests.fakes import FakeEvaluator, FakeLatency
 

@@ -144,8 +144,8 @@ def test_every_pixel1_space_member_is_priced_without_estimates():
 
 def test_search_prices_each_candidate_at_its_deployment_shape(tmp_path):
     from nas.config import parse_config
+    from nas.experiment import run_experiment
     from nas.report import open_run
-    from nas.search.runner import run_experiment
     from tests.fakes import FakeEvaluator
 
     config = parse_config({
@@ -181,8 +181,8 @@ def test_search_prices_each_candidate_at_its_deployment_shape(tmp_path):
 
 def test_a_deployment_shape_the_table_was_not_measured_for_is_refused(tmp_path):
     from nas.config import parse_config
+    from nas.experiment import run_experiment
     from nas.latency.errors import InputShapeError
-    from nas.search.runner import run_experiment
     from tests.fakes import FakeEvaluator
 
     config = parse_config({"name": "phone", "space": "proxylessnas", "trials": 1, "output": str(tmp_path / "run"),

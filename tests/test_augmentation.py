@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 
 from nas.config import ConfigError, parse_config
+from nas.experiment import run_experiment
 from nas.export.pipeline import retrain_budget
-from nas.search.runner import ExperimentError, make_experiment_evaluator, run_experiment
+from nas.search.runner import ExperimentError, make_experiment_evaluator
 from nas.train import Budget
 from nas.verify import verify_run
 from tests.fakes import FakeLatency

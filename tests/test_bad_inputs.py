@@ -20,8 +20,8 @@ import torch
 
 from nas.cli import main as cli_main
 from nas.evaluate import EvaluatorError, ResultCache, make_evaluator
+from nas.experiment import run_experiment
 from nas.export.check import CheckError, check_folder
-from nas.search.runner import run_experiment
 from nas.space import get_reference
 from nas.train import Budget, build_network
 from tests.fakes import FakeEvaluator, FakeLatency

@@ -18,6 +18,7 @@ import torch
 from nas.cli import main as cli_main
 from nas.config import parse_config
 from nas.data import load_dataset
+from nas.experiment import run_experiment
 from nas.export import ExportError, ExportOptions, export_network
 from nas.export.pipeline import FORMAT_FILES, full_training_set, load_weights, prepare_output, retrain_budget
 from nas.export.quantize import Int8Options, convert_fp16, quantize_int8
@@ -26,7 +27,6 @@ from nas.export.to_onnx import export_onnx, randomize_batchnorm
 from nas.export.verify import unfolded_batchnorms
 from nas.latency.runner import Protocol
 from nas.report import open_run, pareto_frame, trials_frame
-from nas.search.runner import run_experiment
 from nas.space import get_reference, get_space, list_references, list_spaces
 from nas.train import build_network
 from tests.fakes import FakeEvaluator, FakeLatency

@@ -4,8 +4,8 @@ and the run's log, and the search goes on."""
 import pandas as pd
 from optuna.trial import TrialState
 
+from nas.experiment import run_experiment
 from nas.report import open_run
-from nas.search.runner import run_experiment
 from tests.fakes import FakeEvaluator, FakeLatency
 from tests.test_search import make_config
 

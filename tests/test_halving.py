@@ -15,6 +15,7 @@ import nas.train
 from nas.config import ConfigError, ObjectiveConfig, parse_config
 from nas.data import load_dataset
 from nas.evaluate import EvaluatorError, make_evaluator
+from nas.experiment import run_experiment
 from nas.report import evaluated, open_run, trials_frame
 from nas.report_rungs import rung_groups, rungs_section
 from nas.search.halving import (
@@ -27,7 +28,6 @@ from nas.search.halving import (
     priority_order,
 )
 from nas.search.objectives import Measured, Objective
-from nas.search.runner import run_experiment
 from nas.spec import ArchSpec
 from nas.train import Budget, training_slice, training_subset
 from tests.fakes import FakeLatency

@@ -38,8 +38,8 @@ import pytest
 from optuna.trial import TrialState
 
 from nas.config import parse_config
+from nas.experiment import run_experiment
 from nas.report import open_run
-from nas.search.runner import run_experiment
 from nas.search.study import make_storage
 from tests.fakes import FakeEvaluator, FakeLatency
 

@@ -94,7 +94,7 @@ def test_a_study_made_with_another_setup_is_refused_with_the_keys_that_differ(tm
         def predict(self, ops):
             return 2 * super().predict(ops)
 
-    from nas.search.runner import run_experiment
+    from nas.experiment import run_experiment
 
     with pytest.raises(ValueError, match="latency.fingerprint"):
         run_experiment(make_config(tmp_path, trials=4), progress=False, evaluator=FakeEvaluator(),
@@ -205,7 +205,7 @@ def test_a_range_error_names_the_key_the_value_and_the_range(tmp_path):
 
 
 def _search_at(url: str, output: str, start_at: float, results) -> None:
-    from nas.search.runner import run_experiment
+    from nas.experiment import run_experiment
 
     config = parse_config({"name": "race", "space": "mobilenet_v1", "latency": "t.csv", "trials": 3, "seed": 0,
                            "storage": url, "output": output})
@@ -262,7 +262,7 @@ def test_simultaneous_workers_on_a_new_postgres_database_join_one_study(postgres
 
 
 def test_a_run_that_fails_before_its_study_exists_leaves_no_empty_folder(tmp_path):
-    from nas.search.runner import run_experiment
+    from nas.experiment import run_experiment
 
     class Unpriceable(FakeLatency):
         def predict(self, ops):

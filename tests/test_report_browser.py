@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from nas.config import parse_config
+from nas.experiment import run_experiment
 from nas.latency import load_latency_model
 from nas.latency.deployment import pricing_summary
 from nas.report import latency_axis, latency_target
-from nas.search.runner import run_experiment
 from tests import browser
 from tests.fakes import FakeEvaluator, FakeLatency
 

@@ -9,9 +9,9 @@ import pytest
 from optuna.trial import TrialState
 
 from nas.config import parse_config
+from nas.experiment import run_experiment
 from nas.report import format_pareto, open_run, pareto_frame, trials_frame
 from nas.search.objectives import Measured, Objective, mnas_reward
-from nas.search.runner import run_experiment
 from nas.search.study import Heartbeat
 from tests.fakes import FakeEvaluator, FakeLatency
 

@@ -16,8 +16,8 @@ from scipy import stats
 
 from nas.cli import main as cli_main
 from nas.data import load_dataset
+from nas.experiment import run_experiment
 from nas.report import open_run, pareto_frame, trials_frame
-from nas.search.runner import run_experiment
 from nas.verify import CACHE_FILE, RESULT_FILE, VerifyError, verify_run
 from nas.verify.jobs import TimeLeft, format_duration
 from nas.verify.section import FRONT_PLOT, RANK_PLOT

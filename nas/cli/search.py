@@ -55,7 +55,8 @@ def register(subparsers) -> None:
 
 
 def cmd_search(args) -> int:
-    from nas.search.runner import ExperimentError, run_experiment
+    from nas.experiment import run_experiment
+    from nas.search.runner import ExperimentError
 
     try:
         config = override(load_config(args.config), output=args.output, trials=args.n_trials,

@@ -12,36 +12,20 @@ Public entry point::
 Dispatch, in one place: a ``.json`` path is a single-file model whose ``format`` field
 names its kind (``nas-calibrated-latency``: nas.latency.calibrate); any other path is a table
 CSV whose JSON sidecar's ``kind`` field names it (``table``). Both look the kind up in
-:data:`MODEL_KINDS`; a new model type registers a loader with :func:`register_model_kind`
-and loads through the same function.
+:data:`MODEL_KINDS` (kept in nas.latency.registry beside the shipped names); a new
+model type registers a loader with :func:`register_model_kind` and loads through the same
+function.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 from nas.latency.errors import LatencyTableError, MissingOpsError
+from nas.latency.registry import MODEL_KINDS, register_model_kind, resolve_table
 from nas.latency.table import EstimatedLatencyWarning, LatencyTable
 from nas.latency.tableio import sidecar_path
-
-
-def _load_calibrated(path: Path, missing: str | None = None):
-    from nas.latency.calibrate import CalibratedLatencyModel
-
-    return CalibratedLatencyModel.from_file(path)  # predicts every op: no missing-op policy applies
-
-
-MODEL_KINDS: dict[str, Callable[..., object]] = {"table": LatencyTable.from_file,
-                                                 "nas-calibrated-latency": _load_calibrated}
-
-
-def register_model_kind(kind: str, loader: Callable[..., object]) -> None:
-    """Register ``loader(path, missing=...)`` for sidecars whose ``kind`` is ``kind``."""
-    if kind in MODEL_KINDS:
-        raise ValueError(f"latency model kind {kind!r} is already registered")
-    MODEL_KINDS[kind] = loader
 
 
 def load_latency_model(path: str | Path, missing: str | None = None):
@@ -57,8 +41,6 @@ def load_latency_model(path: str | Path, missing: str | None = None):
     Raises:
         LatencyTableError: the file or its sidecar is missing, corrupt or of an unknown kind.
     """
-    from nas.latency.registry import resolve_table
-
     path = resolve_table(path)
     side, field = (path, "format") if path.suffix == ".json" else (sidecar_path(path), "kind")
     kind = "table"

@@ -16,14 +16,35 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from nas.latency.errors import LatencyTableError
+from nas.latency.table import LatencyTable
 from nas.latency.tableio import FORMAT, sidecar_path
 from nas.names import UnsafeNameError, check_name
 
 ENV = "NAS_LATENCY_TABLES"
 _SUFFIXES = (".csv", ".json")
+
+
+def _load_calibrated(path: Path, missing: str | None = None):
+    from nas.latency.calibrate import CalibratedLatencyModel
+
+    return CalibratedLatencyModel.from_file(path)  # predicts every op: no missing-op policy applies
+
+
+# kind -> loader(path, missing=...): nas.latency.load_latency_model dispatches on it, and a
+# shipped .json is a latency model when its format is one of these
+MODEL_KINDS: dict[str, Callable[..., object]] = {"table": LatencyTable.from_file,
+                                                 "nas-calibrated-latency": _load_calibrated}
+
+
+def register_model_kind(kind: str, loader: Callable[..., object]) -> None:
+    """Register ``loader(path, missing=...)`` for sidecars whose ``kind`` is ``kind``."""
+    if kind in MODEL_KINDS:
+        raise ValueError(f"latency model kind {kind!r} is already registered")
+    MODEL_KINDS[kind] = loader
 
 
 def tables_dir() -> Path:
@@ -64,8 +85,6 @@ def _read_json(path: Path) -> dict:
 
 def _model_format(path: Path) -> str | None:
     """The model kind of a single-file model (its ``format`` field, if registered)."""
-    from nas.latency import MODEL_KINDS
-
     fmt = _read_json(path).get("format")
     return fmt if fmt in MODEL_KINDS and fmt != FORMAT else None
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from nas.config import ObjectiveConfig
+if TYPE_CHECKING:  # annotations only: nas.config imports the search's schedule when it validates
+    from nas.config import ObjectiveConfig
 
 
 def mnas_reward(accuracy: float, latency_ms: float, target_ms: float, alpha: float, beta: float) -> float:

@@ -1,5 +1,6 @@
-"""From an experiment config to a finished run folder: build the space, evaluator, latency
-model, objective, sampler and study, run the baselines and the controller, write the report."""
+"""From an experiment config to a finished study: build the space, evaluator, latency model,
+objective, sampler and study, run the baselines and the controller. The report is written
+from the finished study by nas.report (nas.experiment does both); the search never imports it."""
 
 from __future__ import annotations
 
@@ -231,10 +232,11 @@ def preflight(config: ExperimentConfig, check_table: bool) -> None:
 
 
 @optuna_warnings_only()
-def run_experiment(config: ExperimentConfig, *, progress: bool = True, storage_url: str | None = None,
-                   evaluator=None, latency_model=None, worker: int | None = None, log=None,
-                   force_new: bool = False) -> RunSummary:
-    """Run (or resume) the experiment and write its report; returns the run's summary.
+def run_search(config: ExperimentConfig, *, progress: bool = True, storage_url: str | None = None,
+               evaluator=None, latency_model=None, worker: int | None = None, log=None,
+               force_new: bool = False) -> RunSummary:
+    """Run (or resume) the experiment's search; returns the run's summary (its study in
+    ``summary.study``; :func:`nas.experiment.run_experiment` also writes the report).
     ``force_new``: when the stored study was made with another setup, start a new study
     beside it instead of refusing (see :func:`open_study`)."""
     from nas.search.netadapt import run_netadapt
@@ -264,18 +266,14 @@ def run_experiment(config: ExperimentConfig, *, progress: bool = True, storage_u
         controller.log(f"study {config.study_name!r} was made with another setup: this run uses study "
                        f"{study.study_name!r}, made with this one (the run folder's config.yaml names it)")
         config = dataclasses.replace(config, study=study.study_name)
-    output = config.output_dir()
-    write_config_copy(config, output)
+    write_config_copy(config, config.output_dir())
     for line in evaluate_baselines(config, space, controller):
         controller.log(line)
     if config.objective.kind == "netadapt":
         summary = run_netadapt(controller, config.objective.netadapt)
     else:
         summary = controller.run()
-    from nas.report import write_report
-
     study.set_user_attr("latency_pricing", pricing_summary(latency_model, config.latency.table, config.latency.input))
-    write_report(study, output)
     summary.study = study
     return summary
 

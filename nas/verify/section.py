@@ -114,7 +114,7 @@ def _verdict_text(verdict: dict) -> str:
 def verified_section(folder: str | Path) -> str:
     """The HTML of the section (writes its two plots into ``folder``); "" when ``folder`` has no
     verify.json, a one-paragraph note when it cannot be read."""
-    from nas.verify import RESULT_FILE
+    from nas.verify.settings import RESULT_FILE
 
     folder = Path(folder)
     source = folder / RESULT_FILE

@@ -20,6 +20,7 @@ from nas.api import (
     Price,
     SpecError,
     change_config,
+    export_network,
     latency_tables,
     load_arch,
     load_config,
@@ -32,6 +33,6 @@ from nas.api import (
     write_report,
 )
 
-__all__ = ["ArchSpec", "ConfigError", "ExperimentConfig", "Price", "SpecError", "change_config", "latency_tables",
-           "load_arch", "load_config", "make_config", "open_run", "pareto_front", "price", "run_search", "trials",
-           "write_report"]
+__all__ = ["ArchSpec", "ConfigError", "ExperimentConfig", "Price", "SpecError", "change_config", "export_network",
+           "latency_tables", "load_arch", "load_config", "make_config", "open_run", "pareto_front", "price",
+           "run_search", "trials", "write_report"]

@@ -9,6 +9,7 @@
     nas.run_search(config)                                          # nas search
     front = nas.pareto_front("runs/try")                            # nas pareto, as a DataFrame
     nas.price("mobilenet_v2_1.0", "pixel1-proxylessnas").latency_ms  # nas latency predict
+    nas.export_network("runs/try", "exported/", pareto_index=0)     # nas export
 
 Each function wraps the module that does the work (its docstring names it), so the API and
 the commands cannot drift apart. docs/python-api.md is the guide; its examples are run by the
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from nas.archs import load_arch
 from nas.config import ConfigError, ExperimentConfig, load_config, parse_config
+from nas.export import export_network  # the export's one entry function; its package loads lazily
 from nas.spec import ArchSpec, SpecError
 
 if TYPE_CHECKING:
@@ -37,9 +39,9 @@ if TYPE_CHECKING:
 
     from nas.search.controller import RunSummary
 
-__all__ = ["ArchSpec", "ConfigError", "ExperimentConfig", "Price", "SpecError", "change_config", "latency_tables",
-           "load_arch", "load_config", "make_config", "open_run", "pareto_front", "price", "run_search", "trials",
-           "write_report"]
+__all__ = ["ArchSpec", "ConfigError", "ExperimentConfig", "Price", "SpecError", "change_config", "export_network",
+           "latency_tables", "load_arch", "load_config", "make_config", "open_run", "pareto_front", "price",
+           "run_search", "trials", "write_report"]
 
 Run = str | Path  # a run folder, as written by ``nas search``
 

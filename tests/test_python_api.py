@@ -16,6 +16,7 @@ import pytest
 
 import nas
 from nas import api
+from nas.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "python-api.md"
@@ -50,13 +51,14 @@ def guide_run(tmp_path_factory):
 def test_the_guide_has_examples_for_each_job():
     code = "\n".join(python_blocks(GUIDE.read_text()))
     for call in ("nas.load_config(", "nas.change_config(", "nas.make_config(", "nas.run_search(", "nas.pareto_front(",
-                 "nas.trials(", "nas.open_run(", "nas.price(", "nas.latency_tables("):
+                 "nas.trials(", "nas.open_run(", "nas.price(", "nas.latency_tables(", "nas.export_network("):
         assert call in code, f"docs/python-api.md has no example of {call}...)"
 
 
 def test_the_guides_examples_run_and_write_only_into_their_folder(guide_run):
     folder, namespace, printed = guide_run
-    assert sorted(p.name for p in folder.iterdir()) == ["experiments", "runs"]
+    assert sorted(p.name for p in folder.iterdir()) == ["experiments", "exported", "runs"]
+    assert (folder / "exported/fastest/card.json").is_file()
     assert sorted(p.name for p in (folder / "runs").iterdir()) == ["demo"]  # `small` is only built
     written = {p.name for p in (folder / "runs/demo").iterdir()}
     assert {"study.db", "config.yaml", "report.html", "pareto.csv"} <= written
@@ -66,14 +68,12 @@ def test_the_guides_examples_run_and_write_only_into_their_folder(guide_run):
     assert "change_config: trials must be in [1, 1000000], got 0" in printed
 
 
-def test_pareto_front_is_what_nas_pareto_prints(guide_run):
+def test_pareto_front_is_what_nas_pareto_prints(guide_run, capsys):
     folder, namespace, _ = guide_run
     from nas.report import format_pareto
 
-    done = subprocess.run([sys.executable, "-m", "nas.cli", "pareto", str(folder / "runs/demo")],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == format_pareto(nas.pareto_front(folder / "runs/demo"), "naswot").strip()
+    assert main(["pareto", str(folder / "runs/demo")]) == 0
+    assert capsys.readouterr().out.strip() == format_pareto(nas.pareto_front(folder / "runs/demo"), "naswot").strip()
     study = nas.open_run(folder / "runs/demo")
     assert nas.pareto_front(study).equals(nas.pareto_front(str(folder / "runs/demo")))
     assert len(nas.trials(study)) == len(study.trials)
@@ -106,11 +106,9 @@ def test_open_run_of_a_folder_that_is_no_run_is_a_clear_error(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_price_is_what_nas_latency_predict_says():
-    done = subprocess.run([sys.executable, "-m", "nas.cli", "latency", "predict", "mobilenet_v2_1.0",
-                           "--table", "pixel1-proxylessnas", "--json"], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    cli = json.loads(done.stdout)
+def test_price_is_what_nas_latency_predict_says(capsys):
+    assert main(["latency", "predict", "mobilenet_v2_1.0", "--table", "pixel1-proxylessnas", "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
     priced = nas.price("mobilenet_v2_1.0", "pixel1-proxylessnas")
     assert priced.latency_ms == pytest.approx(cli["latency_ms"], rel=1e-12)
     assert priced.arch_id == cli["arch_id"]

@@ -3,10 +3,14 @@ import torch
 from torch import nn
 
 from nas.build import build_model, build_op
-from nas.export.fold import count_batchnorms, fold_batchnorm, fold_conv_bn
+from nas.export.fold import fold_batchnorm, fold_conv_bn
 from nas.export.to_onnx import randomize_batchnorm
 from nas.ops import resolve
 from nas.space import get_space
+
+
+def count_batchnorms(model: nn.Module) -> int:
+    return sum(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)) for m in model.modules())
 
 
 def _random_bn(channels: int) -> nn.BatchNorm2d:

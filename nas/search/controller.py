@@ -401,9 +401,7 @@ class Controller:
         if not trials:
             return "no result yet"
         if self.objective.multi:
-            from nas.search.pareto import pareto_front
-
-            front = pareto_front(trials, self.objective.directions)
+            front = self.study.best_trials  # Optuna's front: completed, and feasible when constrained
             best = max(front, key=lambda t: t.values[0])
             return f"pareto {len(front)}, best {best.values[0]:.4f} @ {best.user_attrs['latency_ms']:.3f} ms"
         best = max(trials, key=lambda t: t.values[0])

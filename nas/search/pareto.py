@@ -1,4 +1,6 @@
-"""Pareto fronts and hypervolumes (pure numpy)."""
+"""Pareto fronts and hypervolumes of points (pure numpy): the report's filtered tables, the
+sampler's candidates, the benchmarks. The front of a study itself is Optuna's
+(``study.best_trials``)."""
 
 from __future__ import annotations
 
@@ -30,15 +32,6 @@ def front_2d(points: np.ndarray) -> np.ndarray:
     running_min = np.minimum.accumulate(ordered[:, 1])
     keep = np.r_[True, ordered[1:, 1] < running_min[:-1]]
     return ordered[keep]
-
-
-def pareto_front(trials: list, directions: Sequence[str]) -> list:
-    """The non-dominated trials (objects with ``.values``), sorted by the second objective."""
-    if not trials:
-        return []
-    values = np.array([t.values for t in trials], dtype=float)
-    front = [t for t, keep in zip(trials, nondominated_mask(values, directions)) if keep]
-    return sorted(front, key=lambda t: tuple(t.values[1:]) if len(t.values) > 1 else (-t.values[0],))
 
 
 def hypervolume_2d(points: np.ndarray, reference: tuple[float, float]) -> float:

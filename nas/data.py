@@ -77,8 +77,10 @@ class Dataset:
 
     @property
     def key(self) -> str:
-        """A stable description of what a model sees (for cache keys)."""
-        return f"{self.name}:{'x'.join(map(str, self.input_shape))}:val{self.val_fraction:g}:split{self.split_seed}"
+        """A stable description of what a model sees (for cache keys); an image folder is named by
+        its path, as any folder could hold images of its shape."""
+        name = f"{self.name}@{self.source}" if self.name == "folder" else self.name
+        return f"{name}:{'x'.join(map(str, self.input_shape))}:val{self.val_fraction:g}:split{self.split_seed}"
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 ``(N, C, H, W)`` -> float32, standardised per channel."""

@@ -105,6 +105,14 @@ def test_class_mismatch_names_the_classes(tmp_path):
         load_dataset("folder", root, input="4x4x3")
 
 
+def test_val_classes_must_match_train(tmp_path):
+    root = image_folder(tmp_path / "imgs", splits=("train", "test", "val"), per_class=1)
+    os.rename(root / "val" / "dog", root / "val" / "doge")
+    with pytest.raises(DataError, match=r"classes of train/ and val/ differ \(missing from val/: dog; only in "
+                                        r"val/: doge\)"):
+        load_dataset("folder", root, input="4x4x3")
+
+
 def test_single_class_is_refused(tmp_path):
     root = image_folder(tmp_path / "imgs", classes={"cat": (1, 2, 3)})
     with pytest.raises(DataError, match="1 class folder.*cat.*at least 2"):
@@ -201,7 +209,7 @@ def test_nas_train_on_an_image_folder(tmp_path, capsys):
             "--threads", "1", "--json"]
     assert main([*args, "--input", "12x12x1"]) == 0
     record = json.loads(capsys.readouterr().out)
-    assert record["dataset"].startswith("folder:12x12x1:") and record["status"] == "ok"
+    assert record["dataset"] == f"folder@{root}:12x12x1:val0.1:split0" and record["status"] == "ok"
     assert main(args) != 0
     assert "needs an input shape HxWxC" in capsys.readouterr().err
     assert main([*args[:3], "synthetic", "--input", "12x12x1"]) != 0

@@ -78,7 +78,7 @@ def change_config(config: ExperimentConfig, **changes: Any) -> ExperimentConfig:
 
 
 def run_search(config: ExperimentConfig | str | Path, *, progress: bool = True, worker: int | None = None,
-           force_new: bool = False) -> RunSummary:
+               force_new: bool = False) -> RunSummary:
     """Run (or resume) the search of ``config`` (an :class:`ExperimentConfig` or the path of
     a YAML config), as ``nas search`` does: the study, ``config.yaml`` and the report are
     written into ``config.output_dir()``. Returns the run's summary (trial counts, time,

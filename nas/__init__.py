@@ -13,6 +13,8 @@ Importing ``nas`` changes no global state (warning filters, logging, the matplot
 threads) and loads no heavy library; see :mod:`nas.api`.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from nas.api import (
     ArchSpec,
     ConfigError,
@@ -36,3 +38,8 @@ from nas.api import (
 __all__ = ["ArchSpec", "ConfigError", "ExperimentConfig", "Price", "SpecError", "change_config", "export_network",
            "latency_tables", "load_arch", "load_config", "make_config", "open_run", "pareto_front", "price",
            "run_search", "trials", "write_report"]
+
+try:
+    __version__ = version("edgenas")  # the installed distribution's, from setup.cfg
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "unknown"

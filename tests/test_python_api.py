@@ -168,3 +168,9 @@ def test_every_public_name_is_documented_and_exported_once():
     guide = GUIDE.read_text()
     for name in functions:
         assert f"nas.{name}(" in guide, f"docs/python-api.md does not mention nas.{name}"
+
+
+def test_the_version_is_the_installed_distributions():
+    from importlib.metadata import version
+
+    assert nas.__version__ == version("edgenas")

@@ -1,7 +1,8 @@
 """Importing ``nas`` (the package, its Python API and every module under it) changes no global
 state of the importing program: warning filters, logging handlers and levels, Optuna's
-verbosity, the matplotlib backend, threads, signal handlers, environment variables, the
-number of PyTorch threads.
+verbosity, the matplotlib backend, threads, signal handlers, environment variables, sys.path,
+the working directory, the random states of random, NumPy and PyTorch, NumPy's error and
+print settings, PyTorch's threads and default dtype.
 
 Libraries set some of these when they are first imported (NumPy and PyTorch add warning
 filters, Optuna gives its logger a handler). That is theirs, not ours: each check runs in a
@@ -40,7 +41,7 @@ LIST_MODULES = textwrap.dedent("""
 # Imports the outside modules, snapshots the global state, imports each nas module and prints
 # what its import changed.
 CHECK = textwrap.dedent("""
-    import importlib, json, logging, os, signal, sys, threading, warnings
+    import hashlib, importlib, json, logging, os, random, signal, sys, threading, warnings
 
     modules = json.loads(sys.argv[1])
     for name in modules["outside"]:
@@ -73,11 +74,22 @@ CHECK = textwrap.dedent("""
             "signal handlers": {s.name: repr(signal.getsignal(s)) for s in (signal.SIGINT, signal.SIGTERM)},
             "environment": dict(os.environ),
             "sys.excepthook": repr(sys.excepthook),
+            "sys.path": list(sys.path),
+            "working directory": os.getcwd(),
+            "random's state": hash(random.getstate()),
         }
+        if "numpy" in sys.modules:
+            numpy = sys.modules["numpy"]
+            state["numpy's random state"] = hashlib.sha256(repr(numpy.random.get_state()).encode()).hexdigest()
+            state["numpy's error handling"] = numpy.geterr()
+            state["numpy's print options"] = repr(numpy.get_printoptions())
         if "optuna" in sys.modules:
             state["optuna verbosity"] = sys.modules["optuna"].logging.get_verbosity()
         if "torch" in sys.modules:
-            state["torch threads"] = sys.modules["torch"].get_num_threads()
+            torch = sys.modules["torch"]
+            state["torch threads"] = torch.get_num_threads()
+            state["torch's random state"] = hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest()
+            state["torch's default dtype"] = str(torch.get_default_dtype())
         return state
 
     def difference(old, new):

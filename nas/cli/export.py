@@ -21,8 +21,10 @@ def positive_float(text: str) -> float:
 
 
 def register(subparsers) -> None:
-    from nas.export.pipeline import DEFAULT_RETRAIN_EPOCHS
+    from nas.export.pipeline import DEFAULT_RETRAIN_EPOCHS, ExportOptions
     from nas.export.quantize import CALIBRATION_METHODS, INT8_SCHEMES
+
+    defaults = ExportOptions()  # the options' defaults are the library's
 
     p = subparsers.add_parser(
         "export", help="retrain a chosen architecture; write ONNX fp32/int8/fp16, verified and measured",
@@ -45,17 +47,20 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="folder to write the export into")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export in OUT_DIR")
     q = p.add_argument_group("int8 quantization")
-    q.add_argument("--int8-scheme", choices=INT8_SCHEMES, default="s8s8",
-                   help="activation and weight types (default s8s8)")
-    q.add_argument("--calibration", choices=CALIBRATION_METHODS, default="minmax",
-                   help="activation range estimator (default minmax)")
-    q.add_argument("--calibration-images", type=positive_int, default=512, help="training images to calibrate on")
+    q.add_argument("--int8-scheme", choices=INT8_SCHEMES, default=defaults.int8.scheme,
+                   help=f"activation and weight types (default {defaults.int8.scheme})")
+    q.add_argument("--calibration", choices=CALIBRATION_METHODS, default=defaults.int8.calibration,
+                   help=f"activation range estimator (default {defaults.int8.calibration})")
+    q.add_argument("--calibration-images", type=positive_int, default=defaults.calibration_images,
+                   help=f"training images to calibrate on (default {defaults.calibration_images})")
     q.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor instead of per channel")
     m = p.add_argument_group("measurement")
-    m.add_argument("--repeats", type=positive_int, default=60, help="timed calls per format (default 60)")
-    m.add_argument("--warmup", type=positive_int, default=10, help="warm-up calls per format (default 10)")
-    m.add_argument("--parity-images", type=positive_int, default=256,
-                   help="test images on which outputs are compared with PyTorch's")
+    m.add_argument("--repeats", type=positive_int, default=defaults.protocol.repeats,
+                   help=f"timed calls per format (default {defaults.protocol.repeats})")
+    m.add_argument("--warmup", type=positive_int, default=defaults.protocol.warmup,
+                   help=f"warm-up calls per format (default {defaults.protocol.warmup})")
+    m.add_argument("--parity-images", type=positive_int, default=defaults.parity_images,
+                   help=f"test images on which outputs are compared with PyTorch's (default {defaults.parity_images})")
     p.set_defaults(handler=cmd_export)
 
 

@@ -20,7 +20,8 @@ from nas.cli.latency_common import (
 )
 from nas.cli.latency_validate import register_validate
 from nas.latency.errors import MissingOpsError
-from nas.latency.table import EstimatedLatencyWarning
+from nas.latency.importers import FORMATS as IMPORT_FORMATS
+from nas.latency.table import MISSING_POLICIES, EstimatedLatencyWarning
 
 
 def register(subparsers) -> None:
@@ -45,7 +46,7 @@ def register(subparsers) -> None:
 
     p = group.add_parser("import", help="turn a runner CSV or a public ARM table into a latency table")
     p.add_argument("file", help="runner CSV, ProxylessNAS mobile_trim.yaml or OFA *_lookup_table.yaml")
-    p.add_argument("--format", choices=("runner", "proxylessnas", "ofa"), default="runner")
+    p.add_argument("--format", choices=IMPORT_FORMATS, default="runner")
     p.add_argument("-o", "--output", required=True, help="table CSV to write (its .json beside it)")
     p.set_defaults(handler=user_errors(cmd_import))
 
@@ -56,7 +57,7 @@ def register(subparsers) -> None:
     p = group.add_parser("predict", help="predict an architecture's latency from a table")
     p.add_argument("arch", help="reference name, spec JSON file or spec string")
     p.add_argument("--table", required=True, help="a shipped table's name (nas latency tables) or a table path")
-    p.add_argument("--missing", choices=("error", "nearest", "interpolate", "estimate"), default=None,
+    p.add_argument("--missing", choices=MISSING_POLICIES, default=None,
                    help="what to do with ops the table lacks (default: the table's own: 'estimate' for tables "
                         "measured on another device, priced from their own entries; else 'error')")
     p.add_argument("--json", action="store_true", help="JSON with the per-op breakdown")

@@ -101,7 +101,7 @@ def measure_latency(paths: Mapping[str, str | Path], protocol: runner.Protocol |
     return results
 
 
-def optimized_op_counts(path: str | Path, optimization: str = "extended") -> dict[str, int]:
+def optimized_op_counts(path: str | Path, optimization: str) -> dict[str, int]:
     """Op types of the graph ONNX Runtime actually runs for ``path`` after its optimisations
     up to ``optimization`` (a level of :data:`nas.latency.runner.OPTIMIZATIONS`): shows, for
     example, how many int8 convolutions were fused into integer kernels (QLinearConv) and how

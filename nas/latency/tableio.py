@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from nas.latency.errors import LatencyTableError
+from nas.latency.runner import STAT_COLUMNS  # the stand-alone runner writes the same columns
 from nas.ops import OpInstance, op_from_fields
 from nas.spec import SpecError, parse_shape
 from nas.strict_parse import loads_json
@@ -20,7 +21,6 @@ from nas.strict_parse import loads_json
 FORMAT = "nas-latency-table"
 FORMAT_VERSION = 1
 KIND = "table"
-STAT_COLUMNS = ("n", "median", "mean", "std", "p10", "p90")
 OPTIONAL_COLUMNS = ("spread", "attempts")
 FIELD_COLUMNS = tuple(f.name for f in dataclasses.fields(OpInstance))
 REQUIRED_PROVENANCE = ("device", "cpu_model", "machine", "runtime", "runtime_version", "execution_provider",

@@ -20,7 +20,14 @@ from nas.config import parse_config
 from nas.data import load_dataset
 from nas.experiment import run_experiment
 from nas.export import ExportError, ExportOptions, export_network
-from nas.export.pipeline import FORMAT_FILES, full_training_set, load_weights, prepare_output, retrain_budget
+from nas.export.pipeline import (
+    FORMAT_FILES,
+    OUTPUT_FILES,
+    full_training_set,
+    load_weights,
+    prepare_output,
+    retrain_budget,
+)
 from nas.export.quantize import Int8Options, convert_fp16, quantize_int8
 from nas.export.selection import select_architecture
 from nas.export.to_onnx import export_onnx, randomize_batchnorm
@@ -369,7 +376,9 @@ def test_cli_exports_with_given_weights(run_folder, tmp_path, capsys):
     assert code == 0, out
     card = json.loads((tmp_path / "out" / "card.json").read_text())
     assert card["weights"]["origin"] == "loaded" and card["int8"]["scheme"] == "U8S8"
-    assert "int8" in out and "wrote" in out
+    assert "int8" in out
+    wrote = next(line for line in out.splitlines() if line.startswith("wrote "))
+    assert all(name in wrote and (tmp_path / "out" / name).is_file() for name in OUTPUT_FILES)
 
 
 @pytest.mark.parametrize("args, message", [

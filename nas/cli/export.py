@@ -106,4 +106,6 @@ def print_summary(card: dict, folder: str) -> None:
         print(f"predicted (fp32, {card['predicted'].get('source')}): {predicted:.4f} ms")
     for note in card["notes"]:
         print(f"note: {note}")
-    print(f"wrote {folder}/: arch.json, model.pt, model.onnx, model.int8.onnx, model.fp16.onnx, card.json, README.md")
+    from nas.export.pipeline import OUTPUT_FILES
+
+    print(f"wrote {folder}/: {', '.join(OUTPUT_FILES)}")

@@ -32,12 +32,13 @@ from nas.api import (
     price,
     run_search,
     trials,
+    verify_run,
     write_report,
 )
 
 __all__ = ["ArchSpec", "ConfigError", "ExperimentConfig", "Price", "SpecError", "change_config", "export_network",
            "latency_tables", "load_arch", "load_config", "make_config", "open_run", "pareto_front", "price",
-           "run_search", "trials", "write_report"]
+           "run_search", "trials", "verify_run", "write_report"]
 
 try:
     __version__ = version("edgenas")  # the installed distribution's, from setup.cfg

@@ -24,6 +24,7 @@ the search controller.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ from nas.archs import load_arch
 from nas.config import ConfigError, ExperimentConfig, load_config, parse_config
 from nas.export import export_network  # the export's one entry function; its package loads lazily
 from nas.spec import ArchSpec, SpecError
+from nas.verify.settings import DEFAULTS as VERIFY_DEFAULTS
 
 if TYPE_CHECKING:
     import optuna
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ArchSpec", "ConfigError", "ExperimentConfig", "Price", "SpecError", "change_config", "export_network",
            "latency_tables", "load_arch", "load_config", "make_config", "open_run", "pareto_front", "price",
-           "run_search", "trials", "write_report"]
+           "run_search", "trials", "verify_run", "write_report"]
 
 Run = str | Path  # a run folder, as written by ``nas search``
 
@@ -151,6 +153,27 @@ def write_report(run: Run | optuna.Study, output: str | Path | None = None) -> d
             raise ValueError("give output=FOLDER to write the report of a study (only a run folder has a default)")
         output = run
     return write(_study(run), output)
+
+
+def verify_run(run: Run, *, picks: int = VERIFY_DEFAULTS["picks"], epochs: int = VERIFY_DEFAULTS["epochs"],
+               seeds: int = VERIFY_DEFAULTS["seeds"], progress: bool = True,
+               log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Retrain ``picks`` networks spread along a run's Pareto front and the run's baselines
+    from scratch, ``seeds`` seeds each, ``epochs`` epochs on the whole training set, and test
+    them on the test split the search never saw, as ``nas verify`` does; writes
+    ``verify.json`` and the report's "Verified" section, and returns the verdict (see
+    docs/verify.md): per network the mean and spread of test accuracy, the rank correlation
+    of search score and test accuracy, and the picks that beat a baseline. Finished trainings
+    are cached in the run folder, so an interrupted call resumes. Wraps
+    :func:`nas.verify.run.verify_run`.
+
+    Raises:
+        ValueError: before any training, a setting out of range, a folder that is not a run,
+            an empty front or a dataset that cannot be loaded.
+    """
+    from nas.verify import verify_run as verify
+
+    return verify(run, picks=picks, epochs=epochs, seeds=seeds, progress=progress, log=log)
 
 
 # --------------------------------------------------------------------------------------

@@ -174,3 +174,15 @@ def test_the_version_is_the_installed_distributions():
     from importlib.metadata import version
 
     assert nas.__version__ == version("edgenas")
+
+
+def test_verify_run_is_nas_verify_with_its_defaults(guide_run):
+    from nas.verify.settings import DEFAULTS
+
+    parameters = inspect.signature(nas.verify_run).parameters
+    assert {name: parameters[name].default for name in DEFAULTS} == DEFAULTS
+    folder, _, _ = guide_run
+    before = sorted(p.name for p in (folder / "runs/demo").iterdir())
+    with pytest.raises(ValueError, match="picks must be"):
+        nas.verify_run(folder / "runs/demo", picks=0)
+    assert sorted(p.name for p in (folder / "runs/demo").iterdir()) == before

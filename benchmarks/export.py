@@ -27,8 +27,9 @@ from pathlib import Path
 import torch
 
 from nas.data import load_dataset
-from nas.export.pipeline import ExportOptions, calibration_inputs, export_model, load_weights, retrain
+from nas.export.pipeline import ExportOptions, calibration_inputs, export_model
 from nas.export.quantize import Int8Options, quantize_int8
+from nas.export.retrain import load_weights, retrain
 from nas.export.verify import compare, measure_latency, normalized, onnx_accuracy, run_onnx, session, torch_logits
 from nas.latency import runner
 from nas.space import get_reference

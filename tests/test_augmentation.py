@@ -8,7 +8,7 @@ import pytest
 
 from nas.config import ConfigError, parse_config
 from nas.experiment import run_experiment
-from nas.export.pipeline import retrain_budget
+from nas.export.retrain import retrain_budget
 from nas.search.runner import ExperimentError, make_experiment_evaluator
 from nas.train import Budget
 from nas.verify import verify_run

@@ -20,15 +20,9 @@ from nas.config import parse_config
 from nas.data import load_dataset
 from nas.experiment import run_experiment
 from nas.export import ExportError, ExportOptions, export_network
-from nas.export.pipeline import (
-    FORMAT_FILES,
-    OUTPUT_FILES,
-    full_training_set,
-    load_weights,
-    prepare_output,
-    retrain_budget,
-)
+from nas.export.pipeline import FORMAT_FILES, OUTPUT_FILES, prepare_output
 from nas.export.quantize import Int8Options, convert_fp16, quantize_int8
+from nas.export.retrain import full_training_set, load_weights, retrain_budget
 from nas.export.selection import select_architecture
 from nas.export.to_onnx import export_onnx, randomize_batchnorm
 from nas.export.verify import unfolded_batchnorms

@@ -21,8 +21,9 @@ def positive_float(text: str) -> float:
 
 
 def register(subparsers) -> None:
-    from nas.export.pipeline import DEFAULT_RETRAIN_EPOCHS, ExportOptions
+    from nas.export.pipeline import ExportOptions
     from nas.export.quantize import CALIBRATION_METHODS, INT8_SCHEMES
+    from nas.export.retrain import DEFAULT_RETRAIN_EPOCHS
 
     defaults = ExportOptions()  # the options' defaults are the library's
 

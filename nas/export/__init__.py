@@ -9,8 +9,9 @@ One entry function, :func:`export_network` (what ``nas export`` calls)::
 The steps, one module each:
 
 - :mod:`nas.export.selection`: which architecture of the run (trial, Pareto index, latency limit);
-- :mod:`nas.export.pipeline`: retraining, the output folder, and the export of a trained network
-  (:func:`nas.export.pipeline.export_model`, for a network trained elsewhere);
+- :mod:`nas.export.retrain`: the weights, retrained on the whole training set or loaded;
+- :mod:`nas.export.pipeline`: the output folder and the export of a trained network
+  (:func:`nas.export.pipeline.export_model`, for a network trained elsewhere too);
 - :mod:`nas.export.fold` and :mod:`nas.export.to_onnx`: batch-norm folding and the fp32 ONNX file;
 - :mod:`nas.export.quantize`: the int8 and fp16 copies;
 - :mod:`nas.export.verify`: parity with PyTorch, accuracy and latency of each format;
@@ -47,7 +48,7 @@ def export_network(run_folder: str | Path, out: str | Path, *, trial: int | None
     K-th network of the Pareto front, 0 = fastest, as ``nas pareto`` lists them) or
     ``max_latency_ms`` (the most accurate Pareto network predicted to take at most that many ms). It is
     retrained for ``retrain_epochs`` (default
-    :data:`nas.export.pipeline.DEFAULT_RETRAIN_EPOCHS`) on the whole training set of the run's
+    :data:`nas.export.retrain.DEFAULT_RETRAIN_EPOCHS`) on the whole training set of the run's
     dataset, or ``weights`` (a state_dict file) are loaded instead; ``dataset`` overrides the
     run's dataset; ``options`` (:class:`ExportOptions`) sets calibration, parity and the latency
     protocol. Returns the model card (also written as ``card.json`` and ``README.md``).
@@ -57,7 +58,7 @@ def export_network(run_folder: str | Path, out: str | Path, *, trial: int | None
             empty Pareto front, no network under the latency limit, unwritable output folder,
             weights that do not fit, both ``weights`` and ``retrain_epochs``).
     """
-    from nas.export import pipeline
+    from nas.export import pipeline, retrain
     from nas.export.selection import ExportError, select_architecture
 
     options = options or pipeline.ExportOptions()
@@ -67,17 +68,17 @@ def export_network(run_folder: str | Path, out: str | Path, *, trial: int | None
                                     max_latency_ms=max_latency_ms)
     # every check that needs no output folder comes first: a refused export leaves nothing behind
     if weights is not None:
-        model = pipeline.load_weights(selection.spec, weights)
+        model = retrain.load_weights(selection.spec, weights)
         record = {"origin": "loaded", "path": str(weights), "description": f"loaded from {weights}"}
         budget = None
     else:
-        budget = pipeline.retrain_budget(selection.config, retrain_epochs or pipeline.DEFAULT_RETRAIN_EPOCHS)
-    dataset = dataset or pipeline.load_run_dataset(selection.config)
+        budget = retrain.retrain_budget(selection.config, retrain_epochs or retrain.DEFAULT_RETRAIN_EPOCHS)
+    dataset = dataset or retrain.load_run_dataset(selection.config)
     pipeline.prepare_output(out, options.overwrite)
     log(f"chose trial {selection.trial} ({selection.how}): {selection.spec.to_string()}")
     if budget is not None:
         log(f"retraining for {budget.epochs} epochs on {len(dataset.train) + len(dataset.val)} training images")
-        model, summary = pipeline.retrain(selection.spec, dataset, budget, progress=progress)
+        model, summary = retrain.retrain(selection.spec, dataset, budget, progress=progress)
         record = {"origin": "retrained", **summary,
                   "description": f"retrained from scratch for {budget.epochs} epochs on the whole training set "
                                  f"({summary['train_images']} images, {summary['train_time_s']:.0f} s)"}

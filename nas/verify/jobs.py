@@ -45,7 +45,7 @@ def train_and_test(spec: ArchSpec, dataset: Dataset, budget: Budget,
                    on_epoch: Callable[[dict], None] | None = None) -> dict[str, Any]:
     """Train ``spec`` from scratch for ``budget`` on the whole training set of ``dataset`` and
     test it. A diverged run scores 0 (as in the search) and says so in ``status``."""
-    from nas.export.pipeline import full_training_set
+    from nas.export.retrain import full_training_set
     from nas.train import train
 
     result = train(spec, full_training_set(dataset), budget, test=True, on_epoch=on_epoch)

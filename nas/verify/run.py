@@ -40,7 +40,7 @@ def verify_run(folder: str | Path, *, picks: int = DEFAULTS["picks"], epochs: in
         VerifyError: before any training: a setting out of range, a folder that is not a run,
             an empty front, a dataset that cannot be loaded, or a folder that cannot be written.
     """
-    from nas.export.pipeline import ExportError, load_run_dataset, retrain_budget
+    from nas.export.retrain import ExportError, load_run_dataset, retrain_budget
 
     picks, epochs, seeds = (check_setting(name, value) for name, value in
                             (("picks", picks), ("epochs", epochs), ("seeds", seeds)))

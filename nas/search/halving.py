@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from nas.search.objectives import Measured
+
 UNITS = ("epochs", "fraction")
 MAX_RUNGS = 32
 MAX_EPOCH_RUNG = 10_000  # as nas.train.MAX_EPOCHS
@@ -226,8 +228,6 @@ class SuccessiveHalving:
         ``stopped``. A rung whose training failed (diverged, timed out) ends the trial there with
         that rung's metrics and is not recorded as reached. Baselines always go on (their rungs
         still count in the others' rankings)."""
-        from nas.search.objectives import Measured
-
         scores: list[float] = []
         metrics: dict[str, Any] = {}
         rungs = self.evaluator.evaluate_rungs(spec)
@@ -259,9 +259,7 @@ class SuccessiveHalving:
         """Whether the trial goes on from ``rung``, judged against the study's records as they
         are now (read after its own record was written, so two workers at a rung at once both
         see each other)."""
-        from optuna.trial import TrialState
-
-        from nas.search.objectives import Measured
+        from optuna.trial import TrialState  # here: nas.evaluate imports this module and need not load optuna
 
         trials = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE,
                                                                TrialState.FAIL))

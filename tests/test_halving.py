@@ -407,6 +407,27 @@ def test_resume_after_a_kill_keeps_the_rung_records_consistent(tmp_path):
     assert retried[0].user_attrs["rung_scores"][0] == killed[0].user_attrs["rung_scores"][0]
 
 
+def test_a_trial_training_to_the_top_rung_counts_as_in_flight():
+    import datetime
+
+    from nas.search.controller import Controller
+
+    now = datetime.datetime.now()
+
+    def finished(seconds):
+        return SimpleNamespace(state=TrialState.COMPLETE, user_attrs={"score": 0.5},
+                               datetime_start=now - datetime.timedelta(seconds=seconds + 1000),
+                               datetime_complete=now - datetime.timedelta(seconds=1000))
+
+    # nine trials stopped at rung 1 (10 s each), one trained to the top (90 s); another worker's
+    # trial has been training for 60 s
+    trials = [finished(10)] * 9 + [finished(90)] + [
+        SimpleNamespace(state=TrialState.RUNNING, user_attrs={}, datetime_start=now - datetime.timedelta(seconds=60))]
+    heartbeat = SimpleNamespace(grace_period_s=2, interval_s=1)
+    assert Controller.in_flight(SimpleNamespace(heartbeat=heartbeat, halving=object()), trials) == 1
+    assert Controller.in_flight(SimpleNamespace(heartbeat=heartbeat, halving=None), trials) == 0  # median: 10 s
+
+
 # --------------------------------------------------------------------------------------
 # config and option errors
 

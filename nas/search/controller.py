@@ -182,12 +182,14 @@ class Controller:
 
     def in_flight(self, trials: list[FrozenTrial]) -> int:
         """Running trials younger than twice the grace period and the heartbeat interval plus
-        three times the median duration of the study's completed evaluations: a dead worker's
-        trial that beat is failed well before (one grace period after its last beat)."""
+        three times the median duration of the study's completed evaluations (the longest with
+        successive halving, where most trials stop at the first rung and the median is no guide
+        to one training to the top): a dead worker's trial that beat is failed well before (one
+        grace period after its last beat)."""
         durations = sorted((t.datetime_complete - t.datetime_start).total_seconds() for t in trials
                            if t.state == TrialState.COMPLETE and "score" in t.user_attrs
                            and t.datetime_start is not None and t.datetime_complete is not None)
-        typical = durations[len(durations) // 2] if durations else 0.0
+        typical = (durations[-1] if self.halving is not None else durations[len(durations) // 2]) if durations else 0.0
         limit = 2 * (self.heartbeat.grace_period_s + self.heartbeat.interval_s) + 3 * typical
         now = datetime.datetime.now()
         return sum(1 for t in trials if t.state == TrialState.RUNNING and t.datetime_start is not None

@@ -17,6 +17,7 @@ import fnmatch
 import importlib
 import math
 import random
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
@@ -236,6 +237,7 @@ class SearchSpace(ABC):
 _SPACES: dict[str, type[SearchSpace]] = {}
 _REFERENCES: dict[str, tuple[Callable[[Shape, int], ArchSpec], str]] = {}
 _BUILTINS_LOADED = False
+_BUILTINS_LOCK = threading.RLock()  # re-entrant: the spaces' modules may ask for the registry
 
 
 def register_space(cls: type[SearchSpace]) -> type[SearchSpace]:
@@ -260,11 +262,18 @@ def register_reference(name: str, space: str) -> Callable:
 
 
 def load_builtins() -> None:
-    """Import the bundled ``search_spaces`` package, whose modules register themselves."""
+    """Import the bundled ``search_spaces`` package, whose modules register themselves.
+
+    The flag is set only once the import has finished, under a lock: a second thread (a
+    worker in threads, a test) would otherwise see it set while the first is still importing
+    and read an empty registry, and a failed import would leave it set."""
     global _BUILTINS_LOADED
-    if not _BUILTINS_LOADED:
-        _BUILTINS_LOADED = True
-        importlib.import_module("search_spaces")
+    if _BUILTINS_LOADED:
+        return
+    with _BUILTINS_LOCK:
+        if not _BUILTINS_LOADED:
+            importlib.import_module("search_spaces")
+            _BUILTINS_LOADED = True
 
 
 def list_spaces(pattern: str = "*") -> list[str]:

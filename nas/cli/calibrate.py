@@ -3,7 +3,6 @@ the target device (and, optionally, a per-op table to start from)."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -12,6 +11,7 @@ from pathlib import Path
 
 from nas.archs import load_arch
 from nas.cli import UserError
+from nas.cli.latency_common import latency_group
 from nas.ops import resolve
 from nas.space import get_space
 from nas.spec import SpecError, parse_shape
@@ -20,16 +20,8 @@ MAX_NETWORKS = 1_000_000  # rows of a measured-networks CSV
 
 
 def register(subparsers) -> None:
-    """Add ``calibrate`` to the ``latency`` command group, creating the group if no other
-    module has (so this works before and after the latency commands land)."""
-    latency = subparsers.choices.get("latency")
-    if latency is None:
-        latency = subparsers.add_parser("latency", help="latency tables and calibrated latency models")
-        group = latency.add_subparsers(dest="latency_command", metavar="COMMAND")
-        group.required = True
-    else:
-        group = next(a for a in latency._actions if isinstance(a, argparse._SubParsersAction))
-    p = group.add_parser(
+    """Add ``calibrate`` to the ``latency`` command group."""
+    p = latency_group(subparsers).add_parser(
         "calibrate", help="fit a latency model to whole networks measured on the device",
         description="Fit a calibrated latency model: a per-op table (or none) plus a correction learned "
                     "from K whole networks measured on the target device. MEASURED is a CSV with one "

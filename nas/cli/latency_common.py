@@ -22,7 +22,8 @@ def latency_group(subparsers):
     (nas.cli.calibrate adds ``calibrate`` to the same group)."""
     latency = subparsers.choices.get("latency")
     if latency is None:
-        latency = subparsers.add_parser("latency", help="latency tables: profile, bundle, import, predict, validate")
+        latency = subparsers.add_parser("latency", help="latency tables and models: profile, bundle, import, "
+                                                        "tables, predict, validate, compose, calibrate")
         group = latency.add_subparsers(dest="latency_command", metavar="COMMAND")
         group.required = True
         return group

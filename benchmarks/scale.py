@@ -121,9 +121,9 @@ def overhead_run(tree: Path, storage: str, study: str, trials: int, sampler: str
     return 1000 * result["controller_s"] / result["completed"]
 
 
-def overhead(before: Path, trials: int, repeats: int, samplers: list[str], table: str, pg: str | None,
-             only: list[str]) -> dict:
-    trees = {"before": before.resolve(), "after": ROOT}
+def overhead(before: Path, after: Path, trials: int, repeats: int, samplers: list[str], table: str,
+             pg: str | None, only: list[str]) -> dict:
+    trees = {"before": before.resolve(), "after": after.resolve()}
     runs: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -158,6 +158,9 @@ def main() -> None:
     parser.add_argument("--table", help="hybrid 28x28x1 latency table (default: the one in latency_tables/)")
     parser.add_argument("--overhead-before", type=Path, metavar="TREE",
                         help="measure the controller's cost per trial of this tree and of another checkout")
+    parser.add_argument("--overhead-after", type=Path, metavar="TREE", default=ROOT,
+                        help="the checkout compared with --overhead-before (default: this one; a worktree of a "
+                             "commit keeps the figures from following edits in progress)")
     parser.add_argument("--repeats", type=int, default=5, help="runs per point with --overhead-before")
     parser.add_argument("--samplers", nargs="+", default=["random", "nsga2"], help="with --overhead-before")
     parser.add_argument("--storages", nargs="+", default=["sqlite", "journal", "postgresql"],
@@ -167,14 +170,17 @@ def main() -> None:
     table = args.table or default_table("hybrid")
     pg = postgres_url(args.postgres)
     if args.overhead_before is not None:
-        if not (args.overhead_before / "nas" / "search" / "controller.py").is_file():
-            raise SystemExit(f"--overhead-before {str(args.overhead_before)!r} is not a checkout of this project "
-                             f"(no nas/search/controller.py there)")
+        for option, tree in (("--overhead-before", args.overhead_before), ("--overhead-after", args.overhead_after)):
+            if not (tree / "nas" / "search" / "controller.py").is_file():
+                raise SystemExit(f"{option} {str(tree)!r} is not a checkout of this project "
+                                 f"(no nas/search/controller.py there)")
         from nas.search.study import redact
 
         machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-        print(json.dumps({"controller_ms_per_trial": overhead(args.overhead_before, args.trials, args.repeats,
-                                                              args.samplers, table, pg, args.storages),
+        figures = overhead(args.overhead_before, args.overhead_after, args.trials, args.repeats, args.samplers,
+                           table, pg, args.storages)
+        print(json.dumps({"controller_ms_per_trial": figures,
+                          "trees": {"before": str(args.overhead_before), "after": str(args.overhead_after)},
                           "trials_per_run": args.trials, "repeats": args.repeats, "space": "hybrid",
                           "evaluator": "instant (its time is not the controller's anyway)",
                           "machine": machine,

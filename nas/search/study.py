@@ -2,7 +2,9 @@
 
 Storage URLs: ``sqlite:///PATH`` (the default, embedded), ``postgresql://...`` (many workers
 on many machines), ``journal:PATH`` (Optuna's journal file, for a shared file system) and
-``memory`` (in-process, for tests and benchmarks).
+``memory`` (in-process, for tests and benchmarks). The storages are Optuna's own, configured
+through their public arguments, and everything here uses Optuna's public API only
+(tests/test_no_private_names.py checks): the project keeps working across Optuna releases.
 """
 
 from __future__ import annotations

@@ -144,9 +144,17 @@ def run_seed(data: Data, devices: list[str], ks: list[int], seed: int, args) -> 
                 "macs": {**metrics(macs_baseline(data.macs, train, test, y), y[test]),
                          "spearman": float(spearmanr(data.macs[test], y[test])[0]),
                          "kendall_tau": float(kendalltau(data.macs[test], y[test])[0])},
-                "selected": "+".join(model.provenance["selected"]["groups"])
-                + (f"({model.provenance['selected']['only']})" if model.provenance["selected"]["only"] else "")}
+                "selected": selected_name(model.provenance)}
     return out
+
+
+def selected_name(provenance: dict) -> str:
+    """What the calibration chose: its feature groups, the one reference device it rescaled,
+    or ``additive`` (the least-squares per-op table won the cross-validation)."""
+    if provenance.get("fit") == "least_squares":
+        return "additive"
+    selected = provenance["selected"]
+    return "+".join(selected["groups"]) + (f"({selected['only']})" if selected["only"] else "")
 
 
 def parse_list(text: str) -> list[str]:

@@ -87,6 +87,38 @@ def test_ten_networks_transfer_to_a_new_device(space, references):
     assert spearmanr(few_shot, y_test)[0] > spearmanr(additive, y_test)[0]
 
 
+def summed_device(genotype) -> float:
+    """A device whose latency is exactly a sum of per-op costs (a simulator, or a table's
+    sums): dead code runs like live code, so an additive table prices it exactly."""
+    per_op = {"none": 0.0, "skip_connect": 0.07, "nor_conv_1x1": 0.9, "nor_conv_3x3": 2.7, "avg_pool_3x3": 0.4}
+    return 1.5 + 15 * sum(per_op[g] for g in genotype)
+
+
+def test_the_additive_fit_is_the_model_where_it_prices_the_k_networks_exactly(space, references):
+    train_gens, test_gens = genotypes(30, 8), genotypes(300, 9)
+    train, test = networks(space, train_gens), networks(space, test_gens)
+    y_test = np.array([summed_device(g) for g in test_gens])
+    model = calibrate(train, [summed_device(g) for g in train_gens], references=references)
+    assert model.provenance["fit"] == "least_squares" and model.provenance["additive_check"]["wins"]
+    np.testing.assert_allclose(model.predict_many(test), y_test, rtol=1e-6)
+    # ten networks of a device that removes dead code: close, but not exact, so the references decide
+    gens = genotypes(10, 2)
+    near = calibrate(networks(space, gens), [new_device(g) for g in gens], references=references)
+    assert not near.provenance["additive_check"]["wins"] and "reference" in near.config.groups
+
+
+def test_the_mac_count_is_a_reference_so_a_device_that_runs_like_its_arithmetic_is_priced(space, references):
+    from nas.ops import count_macs
+
+    train, test = networks(space, genotypes(12, 10)), networks(space, genotypes(300, 11))
+    noise = 1 + 0.03 * np.sin(np.arange(12) * 2.3)  # measured, so not exactly additive
+    measured = [(2.0 + 0.05 * count_macs(ops) / 1e6) * e for ops, e in zip(train, noise)]
+    model = calibrate(train, measured, references=references)
+    assert "macs" in model.references and "macs" not in references  # the caller's dict is left alone
+    truth = np.array([2.0 + 0.05 * count_macs(ops) / 1e6 for ops in test])
+    assert spearmanr(model.predict_many(test), truth)[0] > 0.99  # 0.86 from the four devices alone
+
+
 def test_a_few_shot_model_saves_loads_and_breaks_down_by_op(space, references, tmp_path):
     gens = genotypes(12, 4)
     nets = networks(space, gens)

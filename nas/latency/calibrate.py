@@ -29,7 +29,9 @@ one edge and one add of a NAS-Bench-201 cell), in feature groups:
 - ``reference``: one feature per reference device, that device's per-op table's prediction
   for the network (nas.latency.fewshot): what other devices say this network costs. With it,
   the base features are shrunk too, so that K networks choose a regularised combination of
-  the reference devices plus a small op-level correction (few-shot transfer).
+  the reference devices plus a small op-level correction (few-shot transfer). The MAC count
+  always joins the reference devices, and the additive per-op table replaces the model where
+  it reproduces the K networks exactly, leave-one-out (a device that is a sum of op costs).
 
 Which groups, priors and ridge strength are used is chosen by k-fold cross-validation inside
 the K training networks only; the fit minimises a Huber loss on the *relative* error, so the
@@ -617,6 +619,10 @@ def calibrate(networks: Sequence[Sequence[OpInstance]], measured_ms: Sequence[fl
             non-positive latencies, or an op the table lacks.
     """
     nets, y = _check_training(networks, measured_ms)
+    if references:
+        from nas.latency.fewshot import with_macs
+
+        references = with_macs(references)
     if min_networks is None:  # reference devices carry most of the model: fewer networks suffice
         min_networks = 5 if references else 10
     table = table_as_mapping(table)
@@ -625,14 +631,24 @@ def calibrate(networks: Sequence[Sequence[OpInstance]], measured_ms: Sequence[fl
         raise CalibrationError(f"calibration needs at least {min_networks} measured networks whose output "
                                f"depends on the input, got {len(fit_nets)}")
     config, lam, trace = select_config(fit_nets, fit_y, table, seed, references)
+    additive_check = None
+    if references and table is None:
+        additive_check = _additive_check(nets, y, fit_nets, fit_y, config, lam, references)
+        if additive_check["wins"]:  # the additive fit of all K: constant networks are ordinary ones here
+            config, lam, fit_nets, fit_y, const_ms = Config(("keys",)), None, nets, y, None
+            trace.append({"config": _config_dict(config), "cv_loss": additive_check["additive_loo_loss"],
+                          "fit": "least_squares, leave-one-out"})
     if config.only:
         references = {config.only: references[config.only]}
     names, X = _design(Featurizer(config, table, references), fit_nets)
-    theta = _fit_matrix(names, X, fit_y, lam, config)
+    theta = _fit_matrix(names, X, fit_y, lam, config) if lam is not None else _least_squares(names, X, fit_y)
     prov = {"kind": "calibrated", "networks": len(nets), "constant_networks": n_const,
-            "selected": _config_dict(config), "ridge": lam, "cv_trace": trace, "huber_delta": HUBER_DELTA,
+            "selected": _config_dict(config), "fit": "huber_ridge" if lam is not None else "least_squares",
+            "ridge": lam, "cv_trace": trace, "huber_delta": HUBER_DELTA,
             "folds": FOLDS, "seed": seed, "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             **(provenance or {})}
+    if additive_check is not None:
+        prov["additive_check"] = additive_check
     if "reference" in config.groups:
         prov["references"] = sorted(references)
     return CalibratedLatencyModel(config, names, theta, table=table, const_ms=const_ms, provenance=prov,
@@ -652,6 +668,52 @@ def fit_fixed(networks: Sequence[Sequence[OpInstance]], measured_ms: Sequence[fl
     return CalibratedLatencyModel(config, names, theta, const_ms=const_ms, provenance=prov)
 
 
+def _least_squares(names: Sequence[str], X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The additive fit's coefficients: ordinary least squares (minimum-norm when ops always
+    occur together) on the intercept and the per-key counts; every other column gets 0."""
+    keep = np.array([n == "intercept" or n.startswith("key:") for n in names])
+    theta = np.zeros(len(names))
+    theta[keep] = np.linalg.lstsq(X[:, keep], y, rcond=None)[0]
+    return theta
+
+
+def _loo_loss(X: np.ndarray, y: np.ndarray, fit) -> float:
+    """Leave-one-out loss of ``fit(X, y) -> theta`` (each network predicted from the others)."""
+    pred = np.array([X[i] @ fit(np.delete(X, i, axis=0), np.delete(y, i)) for i in range(len(y))])
+    return _score(pred, y)
+
+
+#: an additive fit whose leave-one-out error is below this reproduces the networks exactly:
+#: far below any measured device's run-to-run noise, so the device is a sum of per-op costs
+EXACT_LOO_LOSS = 1e-3
+
+
+def _additive_check(nets, y, fit_nets, fit_y, config: Config, lam: float, references) -> dict:
+    """Whether (``wins``) the additive least-squares fit replaces the chosen few-shot model, with
+    the leave-one-out losses that decided it: it wins where it predicts each of the K networks
+    from the others exactly (leave-one-out error under :data:`EXACT_LOO_LOSS`) and better than
+    the model does, judged the same way.
+
+    The additive fit is the baseline the model must never lose to, and a device whose latency
+    is a sum of per-op costs (a simulator, or a phone table's sums) is priced exactly by it
+    once K covers the ops. K-fold cross-validation, which fits on 80% of K, misses where that
+    happens; leave-one-out does not. Short of exact, a few networks cannot tell an additive
+    device from a lucky sample (ten networks may hold no dead code the device removes), so
+    there the reference devices decide.
+
+    The additive fit is judged on all K networks (``nets``, ``y``): where it is exact, the
+    device ran the constant networks like any other. The model is judged on the networks it
+    is fitted to (``fit_nets``, ``fit_y``: the constant ones, if folded, are its own rule's)."""
+    add_names, add_X = _design(Featurizer(Config(("keys",)), None), nets)
+    additive_loss = _loo_loss(add_X, y, lambda Xt, yt: _least_squares(add_names, Xt, yt))
+    check = {"additive_loo_loss": round(additive_loss, 7), "exact_below": EXACT_LOO_LOSS, "wins": False}
+    if additive_loss < EXACT_LOO_LOSS:
+        names, X = _design(Featurizer(config, None, references), fit_nets)
+        model_loss = _loo_loss(X, fit_y, lambda Xt, yt: _fit_matrix(names, Xt, yt, lam, config))
+        check.update(model_loo_loss=round(model_loss, 7), wins=bool(additive_loss < model_loss))
+    return check
+
+
 def fit_additive(networks: Sequence[Sequence[OpInstance]], measured_ms: Sequence[float], *,
                  provenance: Mapping[str, Any] | None = None) -> CalibratedLatencyModel:
     """The plain baseline: an additive per-op table (one latency per part key plus a constant)
@@ -662,6 +724,6 @@ def fit_additive(networks: Sequence[Sequence[OpInstance]], measured_ms: Sequence
     feat = Featurizer(config, None)
     names = sorted({n for ops in nets for n in feat.network(ops) if n == "intercept" or n.startswith("key:")})
     X = feat.matrix(nets, names)
-    theta = np.linalg.lstsq(X, y, rcond=None)[0]
+    theta = _least_squares(names, X, y)
     prov = {"kind": "additive", "networks": len(nets), **(provenance or {})}
     return CalibratedLatencyModel(config, names, theta, provenance=prov)

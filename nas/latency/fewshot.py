@@ -10,8 +10,13 @@ with ``references=`` adds one feature per reference device (its predicted millis
 chooses, by cross-validation on the K measured networks only, between a ridge-regularised
 combination of all reference devices plus shrunk op-level terms (dead code run, or removed by
 the runtime) and a single reference device rescaled (``a * ms_d + b``: the closest device's
-ranking, two coefficients). Because every reference table is a sum over ops, so is the
-calibrated model: its breakdown still attributes milliseconds to ops.
+ranking, two coefficients). The MAC count is one more reference (:class:`MacsReference`), so
+``a * MACs + b``, the MACs baseline, is a candidate too; and where the additive per-op table
+fitted by least squares to the K networks predicts each of them from the others exactly (a
+device whose latency is a sum of per-op costs), it is the model (see
+``nas.latency.calibrate._additive_check``): the model is not meant to lose to either baseline.
+Because every reference table is a sum over ops, so is the calibrated model: its breakdown
+still attributes milliseconds to ops.
 
 Reference data is a CSV with one network per row (``arch_str`` for NAS-Bench-201, ``arch``,
 a JSON list of op indices, for FBNet) and a ``<device>_ms`` column per device; see
@@ -29,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from nas.latency.calibrate import CONTEXT_TAGS, CalibrationError, Config, Featurizer, _design
-from nas.ops import OpInstance
+from nas.ops import OpInstance, op_macs
 
 #: features of a reference table: per-key costs, graph context and adjacent pairs
 REFERENCE_CONFIG = Config(("keys", "context", "pairs"), CONTEXT_TAGS, False)
@@ -75,11 +80,39 @@ class ReferenceTable:
     @classmethod
     def from_dict(cls, data: Any, where: str = "reference table") -> ReferenceTable:
         try:
+            if data.get("kind") == "macs":
+                return MacsReference()
             return cls(str(data["device"]), data["coef"], data.get("provenance"))
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             if isinstance(exc, CalibrationError):
                 raise
             raise CalibrationError(f"{where} is corrupt: {exc!r}") from None
+
+
+MACS_REFERENCE = "macs"
+
+
+class MacsReference(ReferenceTable):
+    """The MAC count as one more reference "device" (its "ms" are millions of MACs): a new
+    device that runs like its arithmetic (a CPU more than a GPU) is then weighed towards it,
+    and ``a * MACs + b`` alone, the MACs baseline, is one of the calibration's candidates."""
+
+    def __init__(self):
+        super().__init__(MACS_REFERENCE, {}, {"kind": "macs", "unit": "millions of MACs"})
+
+    def op_ms(self, op: OpInstance) -> float:
+        return op_macs(op) / 1e6
+
+    def network_ms(self, ops: Sequence[OpInstance]) -> float:
+        return 0.0
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "kind": "macs"}
+
+
+def with_macs(references: Mapping[str, ReferenceTable]) -> dict[str, ReferenceTable]:
+    """``references`` and the MAC count (unless a device of that name is among them)."""
+    return {**references, MACS_REFERENCE: references.get(MACS_REFERENCE) or MacsReference()}
 
 
 def fit_reference(device: str, networks: Sequence[Sequence[OpInstance]], measured_ms: Sequence[float],

@@ -11,7 +11,7 @@ threads, batch size).
 Every result goes through the evaluators' JSON-lines cache, so the script resumes where it
 stopped: run it under the CPU lock in pieces with --max-minutes, e.g.
 
-    flock /tmp/nas-cpu.lock python benchmarks/accuracy_proxies.py --max-minutes 13
+    python benchmarks/accuracy_proxies.py --max-minutes 13
 
 until it prints ``"complete": true``. Prints JSON (and writes it to --out).
 """

@@ -28,7 +28,7 @@ NAS_TEST_POSTGRES_URL; otherwise reported as skipped with the reason) and
 Usage::
 
     python benchmarks/bad_inputs.py [--out DIR] [--jobs 2] [--only SUBSTRING] [--launcher warm|exec]
-    PYTHONPATH=/tmp/old python benchmarks/bad_inputs.py     # another checkout's package
+    PYTHONPATH=OTHER_CHECKOUT python benchmarks/bad_inputs.py     # another checkout's package
 
 By default each command is forked from a warm interpreter that has already imported the
 package (``--launcher warm``: the same ``python -m`` entry point, without 4-8 s of imports per

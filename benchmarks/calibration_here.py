@@ -9,7 +9,7 @@ baseline ``a * MACs + b`` fitted on the same K. Prints JSON.
 Measuring is resumable: each run measures at most ``--max-new`` networks into ``--cache`` and
 exits, so long jobs go in short pieces under the shared CPU lock::
 
-    flock /tmp/nas-cpu.lock python benchmarks/calibration_here.py --space mobilenet_v1 \\
+    python benchmarks/calibration_here.py --space mobilenet_v1 \\
         --table T.csv --cache runs/calibration_here/mobilenet_v1.json --max-new 60
 """
 

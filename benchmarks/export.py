@@ -9,7 +9,7 @@ under the latency tables' protocol (ONNX Runtime, 1 thread, batch 1, pinned to o
 
 Run it on a quiet machine, serialised with other heavy work::
 
-    flock /tmp/nas-cpu.lock python benchmarks/export.py --out benchmarks/results/export.json
+    python benchmarks/export.py --out export.json
 
 Prints JSON: per network, params, MACs, and per format the median latency (ms), the ratio
 fp32 median / format median (>1: faster than fp32), test accuracy, size, and the max abs

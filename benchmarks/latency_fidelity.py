@@ -4,7 +4,7 @@ networks per second can be measured end to end.
 
     python benchmarks/latency_fidelity.py                 # summarise the shipped validation
                                                           # records, time the predictor now
-    flock /tmp/nas-cpu.lock python benchmarks/latency_fidelity.py --remeasure 100
+    python benchmarks/latency_fidelity.py --remeasure 100
                                                           # validate every table again first
 
 Prints JSON. Validation records are ``latency_tables/<table>.validation.json`` (written by

@@ -9,7 +9,7 @@ the passes, the share of networks whose second measurement is within +/-5% and +
 first, and the median ratio of the passes. A predictor checked against one pass cannot be
 expected to agree with it much better than a second pass does.
 
-    flock /tmp/nas-cpu.lock python benchmarks/measurement_repeatability.py [--spaces hybrid mobilenet_v1] [--n 60]
+    python benchmarks/measurement_repeatability.py [--spaces hybrid mobilenet_v1] [--n 60]
 
 Prints JSON.
 """

@@ -14,7 +14,7 @@ NAS_TEST_POSTGRES_URL, or from tools/postgres-for-tests.sh.
 With --overhead-before, the controller's own cost per trial instead (RunSummary.controller_s
 divided by the completed trials: sampling, storage, deduplication, the loop's checks; the
 evaluator is instant and its time is not counted anyway) of this tree and of another checkout
-of the project (``git worktree add /tmp/nas-before COMMIT``), side by side: each run is one
+of the project (``git worktree add DIR COMMIT``), side by side: each run is one
 process with PYTHONPATH set to its tree, before and after alternate, and the median of
 --repeats runs is reported per storage and sampler.
 """

@@ -4,7 +4,8 @@
 # Prints nothing (and exits 0) where no server can be had, so that those tests skip locally.
 set -euo pipefail
 PORT="${NAS_PG_PORT:-54329}"
-DATA="${NAS_PG_DATA:-/tmp/nas-test-postgres}"
+# the system's temporary folder (TMPDIR when set), one server per user
+DATA="${NAS_PG_DATA:-${TMPDIR:-/tmp}/nas-test-postgres-$(id -u)}"
 URL="postgresql://nas:nas@127.0.0.1:${PORT}/nas_test"
 
 bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
@@ -27,7 +28,7 @@ if ! as_postgres "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
         as_postgres "$BIN/initdb" -D "$DATA" -A trust -U postgres >/dev/null
     fi
     as_postgres "$BIN/pg_ctl" -D "$DATA" -l "$DATA/server.log" -w \
-        -o "-p $PORT -k /tmp -c listen_addresses=127.0.0.1" start >/dev/null
+        -o "-p $PORT -k $DATA -c listen_addresses=127.0.0.1" start >/dev/null
 fi
 psql_() { as_postgres "$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -tAq "$@"; }
 psql_ -c "SELECT 1 FROM pg_roles WHERE rolname='nas'" | grep -q 1 || psql_ -c "CREATE ROLE nas LOGIN PASSWORD 'nas'"

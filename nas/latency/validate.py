@@ -181,14 +181,13 @@ def validate(table: LatencyTable, space, n: int, seed: int, protocol: runner.Pro
 
 def plot(report: dict, path: str) -> None:
     """Predicted-vs-measured scatter of the table and the FLOPs baseline, with +/-10% bands."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A figure of its own (no pyplot): the caller's matplotlib backend stays as it was.
+    from matplotlib.figure import Figure
 
     nets = report["networks"]
     m = np.array([r["measured_ms"] for r in nets])
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.subplots()
     t, f = report["table_prediction"], report["flops_baseline"]
     ax.scatter(m, [r["flops_ms"] for r in nets], s=12, alpha=0.6, marker="x", color="tab:gray",
                label=f"FLOPs baseline: {f['within_10pct']:.0%} within 10%, tau {f['kendall_tau']:.2f}")
@@ -207,4 +206,3 @@ def plot(report: dict, path: str) -> None:
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
+from nas.latency.table import MissingPolicy
 from nas.names import UnsafeNameError, check_name
 from nas.space import closest
 from nas.strict_parse import load_yaml
@@ -162,7 +163,7 @@ class EvaluatorConfig:
 @dataclass(frozen=True)
 class LatencyConfig:
     table: str  # a table path or a shipped table's name (nas latency tables)
-    missing: Literal["error", "nearest", "interpolate", "estimate"] = "error"
+    missing: MissingPolicy = "error"
     input: str | None = None  # deployment shape HxWxC the networks are priced at (default: the training input)
 
 

@@ -7,7 +7,7 @@ import json
 
 from nas.archs import load_arch
 from nas.ops import count_macs, count_params, op_macs, op_params, resolve
-from nas.space import get_space, list_references, list_spaces, space_class
+from nas.space import FASHION_MNIST, get_space, list_references, list_spaces, space_class
 from nas.spec import parse_shape
 
 
@@ -42,7 +42,7 @@ def seed_arg(text: str) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("spaces", help="list the search spaces: names, descriptions, sizes")
-    p.add_argument("--input", type=shape_arg, default=(28, 28, 1), help="input shape HxWxC (default 28x28x1)")
+    p.add_argument("--input", type=shape_arg, default=FASHION_MNIST, help="input shape HxWxC (default 28x28x1)")
     p.add_argument("--classes", type=positive_int, default=10)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_spaces)
@@ -60,7 +60,7 @@ def register(subparsers) -> None:
     p = arch.add_parser("sample", help="print a random spec of a space as JSON")
     p.add_argument("space")
     p.add_argument("--seed", type=seed_arg, default=0)
-    p.add_argument("--input", type=shape_arg, default=(28, 28, 1))
+    p.add_argument("--input", type=shape_arg, default=FASHION_MNIST)
     p.add_argument("--classes", type=positive_int, default=10)
     p.add_argument("--json", action="store_true", help="accepted for symmetry; the output is always JSON")
     p.set_defaults(handler=cmd_sample)

@@ -27,6 +27,7 @@ import math
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Literal, get_args
 
 from nas.latency.errors import InputShapeError, LatencyTableError, MissingOpsError
 from nas.latency.estimator import NO_OP_TYPES
@@ -34,7 +35,9 @@ from nas.latency.tableio import KIND, read_table, sidecar_path, write_table
 from nas.ops import OpInstance, op_params
 from nas.spec import parse_shape
 
-MISSING_POLICIES = ("error", "nearest", "interpolate", "estimate")
+# What to do about an op the table lacks; the config's latency.missing takes its choices from here.
+MissingPolicy = Literal["error", "nearest", "interpolate", "estimate"]
+MISSING_POLICIES = get_args(MissingPolicy)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,9 +10,8 @@ from nas.latency.calibrate import (
     calibrate,
     fit_additive,
     is_calibrated_model_file,
-    network_is_constant,
-    op_parts,
 )
+from nas.latency.features import network_is_constant, op_parts
 from nas.ops import resolve
 from nas.space import get_space
 from search_spaces.nasbench201 import format_arch_str
@@ -29,7 +28,7 @@ def space():
 def synthetic_latency(genotype: tuple[str, ...]) -> float:
     """A device that is not additive: dead edges cost nothing unless summed with a zero, every
     live add costs 0.3 ms, and there is 2 ms of fixed overhead."""
-    from nas.latency.calibrate import _NB201_EDGES, _cell_flow
+    from nas.latency.features import _NB201_EDGES, _cell_flow
 
     fed, used = _cell_flow(genotype)
     if 3 not in fed:
@@ -101,7 +100,7 @@ def test_parts_of_a_cell_carry_their_graph_context(space):
 
 
 def test_removed_prior_moves_dead_parts_out_of_the_base(space):
-    from nas.latency.calibrate import Config, Featurizer
+    from nas.latency.features import Config, Featurizer
 
     arch = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|none~2|"
     ops = resolve(space.from_arch_str(arch))

@@ -34,7 +34,7 @@ def latency(genotype, costs) -> float:
     """Every synthetic device removes dead code (edges whose result never reaches the cell
     output), which a per-op table fitted to 10 networks cannot learn but reference tables
     fitted to hundreds can."""
-    from nas.latency.calibrate import _NB201_EDGES, _cell_flow
+    from nas.latency.features import _NB201_EDGES, _cell_flow
 
     skip, c1, c3, pool, add, overhead = costs
     per_op = {"none": 0.0, "skip_connect": skip, "nor_conv_1x1": c1, "nor_conv_3x3": c3, "avg_pool_3x3": pool}

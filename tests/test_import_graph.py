@@ -137,11 +137,8 @@ def _cycle_through(start: str, group: set[str], graph: dict[str, set[str]]) -> l
 
 
 # Loops still to untangle, each named by its modules. The test fails on any other loop, and
-# on a listed one that is gone (so that the list only shrinks). The calibrated model and the
-# few-shot references share the featurizer and the fit, which live in calibrate.py while
-# fewshot.py's ReferenceTable is what a calibrated model's file holds; splitting the shared
-# part into a module of its own removes the loop.
-KNOWN_LOOPS = {frozenset({"nas.latency.calibrate", "nas.latency.fewshot"})}
+# on a listed one that is gone (so that the list only shrinks). None is left.
+KNOWN_LOOPS: set[frozenset[str]] = set()
 
 
 def test_the_package_has_no_import_loop():

@@ -33,7 +33,15 @@ from typing import Any
 
 import numpy as np
 
-from nas.latency.calibrate import CONTEXT_TAGS, CalibrationError, Config, Featurizer, _design
+from nas.latency.features import (
+    CONTEXT_TAGS,
+    CalibrationError,
+    Config,
+    Featurizer,
+    design_matrix,
+    fit_matrix,
+    relative_error_loss,
+)
 from nas.ops import OpInstance, op_macs
 
 #: features of a reference table: per-key costs, graph context and adjacent pairs
@@ -127,12 +135,11 @@ def fit_references(measured: Mapping[str, Sequence[float]], networks: Sequence[S
     order of ``networks``): Huber loss on the relative error, ridge on everything but the
     intercept and the per-kind base costs, its strength chosen per device on a held-out fifth
     of a subsample of the networks. The design matrix is built once for all devices."""
-    from nas.latency.calibrate import _fit_matrix, _score
 
     nets = [tuple(ops) for ops in networks]
     if not nets:
         raise CalibrationError("reference tables need measured networks, got none")
-    names, X = _design(Featurizer(REFERENCE_CONFIG, None), nets)
+    names, X = design_matrix(Featurizer(REFERENCE_CONFIG, None), nets)
     # the ridge is chosen on a subsample (at most CHOICE_NETWORKS, a fifth held out): choosing
     # needs far fewer networks than fitting, and the final fit uses them all
     rank = np.random.default_rng(seed).permutation(len(nets))
@@ -147,9 +154,9 @@ def fit_references(measured: Mapping[str, Sequence[float]], networks: Sequence[S
         if ok.sum() < 10:
             raise CalibrationError(f"reference device {device!r} has fewer than 10 positive finite latencies")
         fit, check = ok & sample & ~holdout, ok & holdout
-        ridge = REFERENCE_RIDGE if check.sum() < 5 else min(REFERENCE_RIDGES, key=lambda lam: _score(
-            X[check] @ _fit_matrix(names, X[fit], y[fit], lam, REFERENCE_CONFIG), y[check]))
-        theta = _fit_matrix(names, X[ok], y[ok], ridge, REFERENCE_CONFIG)
+        ridge = REFERENCE_RIDGE if check.sum() < 5 else min(REFERENCE_RIDGES, key=lambda lam: relative_error_loss(
+            X[check] @ fit_matrix(names, X[fit], y[fit], lam, REFERENCE_CONFIG), y[check]))
+        theta = fit_matrix(names, X[ok], y[ok], ridge, REFERENCE_CONFIG)
         prov = {"networks": int(ok.sum()), "ridge": ridge, **(provenance or {})}
         tables[device] = ReferenceTable(device, {n: t for n, t in zip(names, theta) if t != 0.0}, prov)
     return tables
@@ -157,7 +164,7 @@ def fit_references(measured: Mapping[str, Sequence[float]], networks: Sequence[S
 
 def predict_matrix(tables: Mapping[str, ReferenceTable], networks: Sequence[Sequence[OpInstance]]) -> dict:
     """{device: predicted ms per network} for many networks at once (one design matrix)."""
-    names, X = _design(Featurizer(REFERENCE_CONFIG, None), [tuple(ops) for ops in networks])
+    names, X = design_matrix(Featurizer(REFERENCE_CONFIG, None), [tuple(ops) for ops in networks])
     return {d: X @ np.array([t.coef.get(n, 0.0) for n in names]) for d, t in tables.items()}
 
 

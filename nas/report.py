@@ -308,7 +308,7 @@ def render_html(study, frame, front, baselines, history, paths, label: str) -> s
         sections += ["<h2>NetAdapt trajectory</h2>", pd.DataFrame(trajectory).to_html(index=False)]
     from nas.verify.section import verified_section  # `nas verify`'s results, when the run has them
 
-    sections.append(verified_section(paths["report.html"].parent))
+    sections.append(verified_section(paths["report.html"].parent, latency_axis(target)))
     sections += ["<h2>Pareto architectures</h2>", *specs,
                  "<h2>Experiment config</h2>", f"<pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>"]
     title = html.escape(f"{study.study_name}: latency{on_target}" if target else study.study_name)

@@ -25,7 +25,8 @@ def _entries(verdict: dict) -> list[dict]:
     return picks + bases
 
 
-def plot_front(entries: list[dict], path: Path, epochs: int | None) -> None:
+def plot_front(entries: list[dict], path: Path, epochs: int | None,
+               latency_label: str = "predicted latency (ms)") -> None:
     """Search score and verified test accuracy (mean, error bar = std over seeds) against the
     predicted latency, one dotted line joining the two points of each network."""
     fig = Figure(figsize=(7.5, 5))
@@ -54,7 +55,7 @@ def plot_front(entries: list[dict], path: Path, epochs: int | None) -> None:
             searched = [e for e in ordered if e["search_score"] is not None]
             ax.plot([e["latency_ms"] for e in searched], [e["search_score"] for e in searched], color=color, lw=0.8,
                     ls="--")
-    ax.set_xlabel("predicted latency (ms)")
+    ax.set_xlabel(latency_label)
     ax.set_ylabel("accuracy")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=7)
@@ -111,9 +112,10 @@ def _verdict_text(verdict: dict) -> str:
     return f"<p>Verified wins (faster, at at-least equal mean test accuracy):</p><ul>{items}</ul>"
 
 
-def verified_section(folder: str | Path) -> str:
+def verified_section(folder: str | Path, latency_label: str = "predicted latency (ms)") -> str:
     """The HTML of the section (writes its two plots into ``folder``); "" when ``folder`` has no
-    verify.json, a one-paragraph note when it cannot be read."""
+    verify.json, a one-paragraph note when it cannot be read. ``latency_label`` is the latency
+    axis's label (the report's, which names the device and runtime)."""
     from nas.verify.settings import RESULT_FILE
 
     folder = Path(folder)
@@ -126,7 +128,7 @@ def verified_section(folder: str | Path) -> str:
         settings = verdict.get("settings", {})
         tau = verdict.get("kendall_tau_search_vs_final")
         with written_whole(folder / FRONT_PLOT) as path:
-            plot_front(entries, path, settings.get("epochs"))
+            plot_front(entries, path, settings.get("epochs"), latency_label)
         with written_whole(folder / RANK_PLOT) as path:
             plot_ranks(entries, path, tau)
     except (OSError, ValueError, KeyError, TypeError) as exc:

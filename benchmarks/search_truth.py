@@ -27,6 +27,11 @@ both ways, against (1, 1)), the search's and the verification's wall-clock, and 
 candidates reached each rung. The issue's targets: halving has the higher tau and the higher
 verified hypervolume, and a verified pick is at least 1.5x faster than the best baseline.
 
+Rerun the same command after a kill: a way whose search ended goes straight on verifying
+(its search is written down in the way's folder, and verified trainings are cached); a search
+cut off half-way is refused (its folder must go), since resuming it would search past the
+budget.
+
 A timeout stops starting trials: a halving trial that started before it trains on to its top
 rung, so the halving run may pass the budget by up to one trial's full training; the JSON
 reports what each way actually spent. The full run takes hours on 2 cores (two searches of
@@ -54,6 +59,7 @@ from nas.verify.settings import CACHE_FILE  # noqa: E402
 QUICKSTART = ROOT / "experiments" / "quickstart.yaml"
 WAYS = ("one_epoch", "halving")
 TARGET_SPEEDUP = 1.5
+SEARCH_RECORD = "search_truth_search.json"  # what a way's finished search did (see search_record)
 
 
 def way_configs(base: ExperimentConfig, output: Path, budget_s: float, rungs: list[int], keep: float,
@@ -113,13 +119,10 @@ def best_speedup(verdict: dict) -> dict | None:
 
 
 def run_way(config: ExperimentConfig, args, log) -> dict:
-    from nas.experiment import run_experiment
     from nas.verify.run import verify_run
     from nas.verify.settings import VerifyError
 
-    start = time.perf_counter()
-    summary = run_experiment(config, progress=not args.quiet, log=log)
-    search_s = time.perf_counter() - start
+    searched = search_record(config, args, log)
     if args.shared_cache is not None and args.shared_cache.is_file():  # the baselines, verified by the other way
         target = config.output_dir() / CACHE_FILE
         if not target.exists():
@@ -132,9 +135,34 @@ def run_way(config: ExperimentConfig, args, log) -> dict:
     except VerifyError as exc:  # say so in the JSON (a budget too small to complete a searched network)
         error = str(exc)
     verify_s = time.perf_counter() - start
-    return {"config": config, "verdict": verdict, "error": error, "completed": summary.completed,
-            "evaluated": summary.evaluated, "rungs": rung_counts(summary.study), "search_s": round(search_s, 1),
-            "verify_s": round(verify_s, 1)}
+    return {"config": config, "verdict": verdict, "error": error, **searched, "verify_s": round(verify_s, 1)}
+
+
+def search_record(config: ExperimentConfig, args, log) -> dict:
+    """Run the way's search, or read what it did from its folder: the search is written down
+    when it ends, so that a rerun after a kill (the verification takes hours) goes straight on
+    verifying, whose results are cached, instead of searching again past the budget."""
+    from nas.experiment import run_experiment
+    from nas.folders import written_whole
+
+    record = config.output_dir() / SEARCH_RECORD
+    if record.is_file():
+        done = json.loads(record.read_text())
+        if done.get("budget_s") == config.timeout_s:
+            log(f"search already done ({record}): verifying")
+            return {k: done[k] for k in ("completed", "evaluated", "rungs", "search_s")}
+        sys.exit(f"{record} holds a search with a budget of {done.get('budget_s')} s, not {config.timeout_s} s: "
+                 f"use another --output")
+    if config.output_dir().is_dir() and any(config.output_dir().iterdir()):
+        sys.exit(f"{config.output_dir()} holds a search that was cut off before it ended; resuming it would "
+                 f"search past the budget: remove that folder to search again")
+    start = time.perf_counter()
+    summary = run_experiment(config, progress=not args.quiet, log=log)
+    done = {"budget_s": config.timeout_s, "completed": summary.completed, "evaluated": summary.evaluated,
+            "rungs": rung_counts(summary.study), "search_s": round(time.perf_counter() - start, 1)}
+    with written_whole(record) as temporary:
+        temporary.write_text(json.dumps(done))
+    return {k: v for k, v in done.items() if k != "budget_s"}
 
 
 def summarise(results: dict[str, dict]) -> dict:

@@ -185,10 +185,9 @@ def latency_target(pricing: dict | None) -> str:
     nas.latency.deployment.pricing_summary)."""
     if not pricing or not (pricing.get("device") or pricing.get("runtime")):
         return ""
-    device = pricing.get("device") or "an unnamed device"
-    if pricing.get("measured_here"):  # a table from `nas latency profile`, not one shipped for a phone
-        device += " (this host)"
-    return ", ".join(part for part in (device, pricing.get("runtime")) if part)
+    from nas.latency.deployment import device_label
+
+    return ", ".join(part for part in (device_label(pricing), pricing.get("runtime")) if part)
 
 
 def pricing_paragraph(pricing: dict | None) -> str:

@@ -15,13 +15,20 @@ from PIL import Image
 from nas.config import parse_config
 from nas.experiment import run_experiment
 from nas.latency import load_latency_model
-from nas.latency.deployment import pricing_summary
+from nas.latency.deployment import pricing_summary, profiled_on_this_machine
 from nas.report import latency_axis, latency_target
 from tests import browser
 from tests.fakes import FakeEvaluator, FakeLatency
 
 TABLE = "mobilenet_v1-28x28x1-ort-xeon2c"  # shipped, made by `nas latency profile` (device xeon2c)
 LAPTOP_WIDTHS = (1400, 1280)
+
+
+def table_device() -> str:
+    """How the report names TABLE's device here: "this host" only on a machine like the one
+    that profiled it."""
+    here = profiled_on_this_machine(load_latency_model(TABLE).provenance)
+    return "xeon2c (this host)" if here else "xeon2c (profiled on another machine)"
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +76,9 @@ def test_long_specs_never_push_the_page_sideways(run_folder, layout_at, width):
 def test_title_and_latency_headers_name_the_device_and_runtime(layout_at):
     layout = layout_at(1400)
     for text in (layout["title"], layout["h1"]):
-        assert "xeon2c (this host)" in text and "onnxruntime" in text, text
+        assert table_device() in text and "onnxruntime" in text, text
     latency_headers = [h for h in layout["headers"] if h.startswith("latency (ms)")]
-    assert latency_headers and all("xeon2c (this host)" in h and "onnxruntime" in h for h in latency_headers)
+    assert latency_headers and all(table_device() in h and "onnxruntime" in h for h in latency_headers)
 
 
 def test_screenshot_at_laptop_width_shows_the_page(chromium, run_folder, layout_at, tmp_path):
@@ -85,8 +92,8 @@ def test_screenshot_at_laptop_width_shows_the_page(chromium, run_folder, layout_
 
 
 def test_latency_target_names_the_table_device_and_runtime():
-    here = load_latency_model(TABLE)
-    assert latency_target(pricing_summary(here, TABLE, None)) == "xeon2c (this host), onnxruntime"
+    profiled = load_latency_model(TABLE)
+    assert latency_target(pricing_summary(profiled, TABLE, None)) == f"{table_device()}, onnxruntime"
     phone = load_latency_model("pixel1-proxylessnas")
     assert latency_target(pricing_summary(phone, "pixel1-proxylessnas", "224x224x3")) == \
         "Google Pixel 1, TensorFlow Lite"
@@ -94,3 +101,17 @@ def test_latency_target_names_the_table_device_and_runtime():
         "predicted latency (ms) on Google Pixel 1, TensorFlow Lite"
     unnamed = pricing_summary(FakeLatency(), "fake.csv", None)  # a model without provenance
     assert latency_target(unnamed) == "" and latency_axis("") == "predicted latency (ms)"
+
+
+def test_a_profiled_table_is_this_hosts_only_on_a_machine_like_the_one_that_measured_it(monkeypatch):
+    import nas.latency.runner as runner
+
+    profiled = load_latency_model(TABLE)
+    monkeypatch.setattr(runner, "cpu_model", lambda: profiled.provenance["cpu_model"])
+    monkeypatch.setattr("platform.machine", lambda: profiled.provenance["machine"])
+    assert latency_target(pricing_summary(profiled, TABLE, None)) == "xeon2c (this host), onnxruntime"
+    monkeypatch.setattr(runner, "cpu_model", lambda: "Some Other CPU")
+    assert latency_target(pricing_summary(profiled, TABLE, None)) == \
+        "xeon2c (profiled on another machine), onnxruntime"
+    phone = load_latency_model("pixel1-proxylessnas")  # measured by others: never this host's
+    assert "another machine" not in latency_target(pricing_summary(phone, "pixel1-proxylessnas", None))

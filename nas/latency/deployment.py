@@ -144,12 +144,38 @@ def pricing_summary(model, table: str, deploy_input: str | None) -> dict[str, An
     p = getattr(model, "provenance", {}) or {}
     out = {"table": table, "device": p.get("device"), "runtime": p.get("runtime"), "threads": p.get("threads"),
            "shape": deploy_input or p.get("input"), "deployment_shape": bool(deploy_input),
-           "measured_here": p.get("source") == "profile"}
+           "profiled": p.get("source") == "profile", "measured_here": profiled_on_this_machine(p)}
     counts = getattr(model, "estimated", None)
     if counts is not None:
         out.update(networks_priced=len(counts), networks_with_estimates=sum(1 for n in counts.values() if n),
                    estimated_ops_min=min(counts.values(), default=0), estimated_ops_max=max(counts.values(), default=0))
     return out
+
+
+def profiled_on_this_machine(provenance: dict[str, Any]) -> bool:
+    """Whether a table was measured by `nas latency profile` on a machine like the one running
+    now (same CPU model and architecture): only then is it "this host's". A profiled table
+    shipped with the project or copied from another machine is that machine's."""
+    if provenance.get("source") != "profile":
+        return False
+    import platform
+
+    from nas.latency.runner import cpu_model
+
+    return provenance.get("cpu_model") == cpu_model() and provenance.get("machine") == platform.machine()
+
+
+def device_label(summary: dict[str, Any], *, long: bool = False) -> str:
+    """The device a run's latencies are for, saying whose machine a profiled table measured:
+    "xeon2c (this host)" or "xeon2c (profiled on another machine)"; the long form is the
+    report's sentence's."""
+    device = summary.get("device") or "an unnamed device"
+    if summary.get("measured_here"):
+        return f"{device} (this host's table, nas latency profile)" if long else f"{device} (this host)"
+    if summary.get("profiled"):
+        return (f"{device} (a table profiled with nas latency profile on another machine, not this host)"
+                if long else f"{device} (profiled on another machine)")
+    return device
 
 
 def price(model, spec: ArchSpec) -> float:
@@ -165,7 +191,7 @@ def pricing_sentence(summary: dict | None) -> str:
     if not summary:
         return ""
     s = summary
-    device = f"{s['device']} (this host's table, nas latency profile)" if s.get("measured_here") else s["device"]
+    device = device_label(s, long=True)
     threads = f", {s['threads']} thread(s)" if s.get("threads") else ""
     shape = f"input {s['shape']}" + (" (the deployment shape; networks are trained at the dataset's input)"
                                      if s.get("deployment_shape") else "")

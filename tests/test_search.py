@@ -2,6 +2,7 @@ import math
 import shutil
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -361,3 +362,13 @@ def test_heartbeat_beats_only_the_trial_in_its_block_and_its_thread_ends_when_id
     assert set(storage.beats) == {7, 8} and storage.beats == sorted(storage.beats)  # 8 only after 7's block
     with heartbeat.beating(9):  # a new thread after an idle spell
         assert wait_until(lambda: 9 in storage.beats)
+
+
+def test_a_search_shows_the_user_no_optuna_experimental_warning(tmp_path):
+    # Naming the study's objectives is experimental in Optuna; the search does it for the report,
+    # and the user, who did not ask for it, should not be warned about it.
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        run(make_config(tmp_path, trials=2))
+    experimental = [w for w in seen if issubclass(w.category, optuna.exceptions.ExperimentalWarning)]
+    assert not experimental, [str(w.message) for w in experimental]

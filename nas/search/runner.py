@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,9 @@ def open_study(config: ExperimentConfig, objective: Objective, seed: int, storag
         study = optuna.create_study(storage=storage, study_name=name, sampler=make_sampler(config, objective, seed),
                                     directions=objective.directions, load_if_exists=True)
         if study.user_attrs.get("config") is None:
-            study.set_metric_names(objective.names)
+            with warnings.catch_warnings():  # experimental in Optuna since 3.2, and what names the report's axes
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(objective.names)
             study.set_user_attr("config", public_config(dataclasses.replace(config, study=name)))
         if identity is not None and study.user_attrs.get(STUDY_ATTR) is None:
             study.set_user_attr(STUDY_ATTR, identity)

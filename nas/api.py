@@ -211,22 +211,16 @@ def price(arch: str | ArchSpec, table: str | Path, *, missing: str | None = None
     """
     import warnings
 
+    from nas.archs import load_arch_for_table
     from nas.latency import load_latency_model
     from nas.latency.deployment import price as price_spec
     from nas.latency.errors import MissingOpsError
     from nas.latency.table import EstimatedLatencyWarning
     from nas.ops import resolve
-    from nas.space import list_references
 
     model = load_latency_model(table, missing=missing)
     provenance = getattr(model, "provenance", {}) or {}
-    if isinstance(arch, ArchSpec):
-        spec = arch
-    elif arch in list_references():
-        shape = tuple(int(v) for v in provenance["input"].split("x")) if provenance.get("input") else None
-        spec = load_arch(arch, shape, provenance.get("classes"))
-    else:
-        spec = load_arch(arch)
+    spec = arch if isinstance(arch, ArchSpec) else load_arch_for_table(arch, provenance)
     model.check_input(spec.input)
     ops = resolve(spec)
     try:

@@ -71,3 +71,12 @@ def load_arch(text: str, input_shape: Shape | None = None, classes: int | None =
     if classes is not None and spec.classes != classes:
         raise SpecError(f"{text!r} is a spec for {spec.classes} classes, not {classes}")
     return spec
+
+
+def load_arch_for_table(text: str, provenance: dict) -> ArchSpec:
+    """``text`` as a latency table prices it: a reference network is built at the table's input
+    shape and class count (from its provenance); a file or spec string carries its own."""
+    if text not in list_references():
+        return load_arch(text)
+    shape = tuple(int(v) for v in provenance["input"].split("x")) if provenance.get("input") else None
+    return load_arch(text, shape, provenance.get("classes"))

@@ -172,17 +172,15 @@ def _whole_network(model, total: float, reference: str | None) -> dict | None:
 
 
 def cmd_predict(args) -> int:
-    from nas.archs import load_arch
+    from nas.archs import load_arch_for_table
     from nas.latency import load_latency_model
     from nas.ops import resolve
+    from nas.space import list_references
 
     model = load_latency_model(args.table, missing=args.missing)
     provenance = getattr(model, "provenance", {})
-    shape = tuple(int(v) for v in provenance["input"].split("x")) if provenance.get("input") else None
-    from nas.space import list_references
-
-    reference = args.arch in list_references()  # built for the table's input; files carry their own
-    spec = load_arch(args.arch, shape if reference else None, provenance.get("classes") if reference else None)
+    reference = args.arch in list_references()
+    spec = load_arch_for_table(args.arch, provenance)
     ops = resolve(spec)
     model.check_input(spec.input)
     try:

@@ -8,8 +8,9 @@ Layout (the usual one, as torchvision's ImageFolder reads it)::
 
 Class names are the sorted folder names of ``train``; images may sit in subfolders of a class
 folder; hidden files and folders (``.DS_Store``, ``.ipynb_checkpoints``) are skipped, every other
-file must be an image Pillow can read. Each image is converted to grey (C=1) or RGB (C=3), 16-bit
-grey scaled to 8 bits, and resized to HxW (bilinear, the aspect ratio is not kept).
+file must be an image Pillow can read. Each image is turned upright by its EXIF orientation tag
+(photos), converted to grey (C=1) or RGB (C=3), 16-bit grey scaled to 8 bits, and resized to HxW
+(bilinear, the aspect ratio is not kept).
 
 Decoding thousands of files takes a while, so the decoded arrays can be kept in a cache folder
 the caller names (a search uses its run folder): one ``.npz`` file per folder and shape, found
@@ -31,7 +32,7 @@ from nas.folders import written_whole
 
 SPLITS = ("train", "test", "val")  # val is optional
 CHANNEL_MODES = {1: "L", 3: "RGB"}
-CACHE_VERSION = "2"  # bump when the decoding changes, so old caches are not read
+CACHE_VERSION = "3"  # bump when the decoding changes, so old caches are not read
 Arrays = tuple[np.ndarray, np.ndarray]  # images (N, C, H, W) uint8, labels (N,) int64
 
 
@@ -113,12 +114,17 @@ def _eight_bit(image):
 
 def decode_image(path: str | Path, shape: tuple[int, int, int]) -> np.ndarray:
     """One image as uint8 (C, H, W), converted and resized to ``shape`` (HxWxC)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     h, w, c = shape
     try:
         with Image.open(path) as image:
-            image.draft(CHANNEL_MODES[c], (w, h))  # JPEG: decode at a reduced scale when that is enough
+            # JPEG: decode at a reduced scale when that is enough; square, since the EXIF
+            # orientation below may turn the image a quarter
+            image.draft(CHANNEL_MODES[c], (max(w, h), max(w, h)))
+            # phone and camera photos are stored as the sensor saw them, with a tag saying how
+            # to turn them upright: apply it, as every viewer does
+            image = ImageOps.exif_transpose(image)
             image = _eight_bit(image).convert(CHANNEL_MODES[c])
             if image.size != (w, h):
                 image = image.resize((w, h), Image.Resampling.BILINEAR)

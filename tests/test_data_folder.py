@@ -225,3 +225,19 @@ def test_sixteen_bit_grey_is_scaled_not_clipped(tmp_path):
     dataset = load_dataset("folder", root, input="2x2x1")
     pixels = [image.flatten().tolist() for image in dataset.test.images]
     assert [0, 100, 200, 255] in pixels, pixels
+
+
+def test_photo_is_turned_upright_by_its_exif_orientation(tmp_path):
+    """A camera stores a portrait photo as a landscape with an orientation tag; the dataset must
+    see it as a viewer shows it, or every such training image is on its side."""
+    root = image_folder(tmp_path / "imgs", per_class=1)
+    stored = Image.new("RGB", (8, 4), (0, 0, 0))  # as the sensor saw it: the left half white
+    stored.paste((255, 255, 255), (0, 0, 4, 4))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: turn 90 degrees clockwise to view
+    path = root / "test" / "cat" / "photo.jpg"
+    stored.save(path, exif=exif, quality=100)
+    dataset = load_dataset("folder", root, input="8x4x1")  # upright it is 4 wide, 8 tall
+    photo = next(image[0].float() for image in dataset.test.images if image.float().std() > 50)
+    # turned clockwise, the sensor's left half becomes the top half
+    assert photo[:4].mean() > 200 and photo[4:].mean() < 55, photo

@@ -625,9 +625,61 @@ def dataset_cases() -> list[Case]:
                                                "data_batch_5", "test_batch", "batches.meta")},
          [alt("refusing", "not part of", "cifar")]),
         ("idx-missing", ["--dataset", "idx", "--data", "nodata"], {}, [alt("nodata")]),
+        ("cifar100-hostile", ["--dataset", "cifar100", "--data", "c"],
+         {f"c/{n}": hostile_pickle() for n in ("train", "test", "meta")}, [alt("refusing", "not part of", "cifar")]),
+        ("cifar100-no-meta", ["--dataset", "cifar100", "--data", "c"], {"c/train": junk(), "c/test": junk()},
+         [alt("meta")]),
     ]
-    return [Case("dataset", f"data-{name}", name, [*train, *extra], expect, files=files)
-            for name, extra, files, expect in rows]
+    cases = [Case("dataset", f"data-{name}", name, [*train, *extra], expect, files=files)
+             for name, extra, files, expect in rows]
+    return cases + image_folder_cases(train)
+
+
+def png(color, size=(10, 7)) -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, format="PNG")
+    return out.getvalue()
+
+
+def image_tree(splits=("train", "test"), classes=("cat", "dog"), root="imgs") -> dict[str, bytes]:
+    """A valid image folder of two solid-colour images per class and split."""
+    return {f"{root}/{split}/{name}/{i}.png": png((40 * k, 200 - 40 * k, 90 + i))
+            for split in splits for k, name in enumerate(classes) for i in range(2)}
+
+
+def image_folder_cases(train: list[str]) -> list[Case]:
+    """``--dataset folder`` on folders a user could plausibly hand over: each must be refused
+    with the folder or file at fault named, before any training, writing nothing."""
+    noise = png((1, 2, 3), size=(40, 40))
+    good, data = image_tree(), ["--dataset", "folder", "--data", "imgs", "--input", "8x8x3"]
+    mismatched = {**image_tree(splits=("train",)), **image_tree(splits=("test",), classes=("cat", "emu"))}
+    rows = [
+        ("missing", data, {}, [alt("imgs")]),
+        ("no-input", data[:-2], good, [alt("input"), alt("HxWxC")]),
+        ("two-channels", [*data[:-1], "8x8x2"], good, [alt("8x8x2")]),
+        ("no-test-split", data, image_tree(splits=("train",)), [alt("test/")]),
+        ("empty-class", data, {**good, "imgs/train/fox": folder, "imgs/test/fox": folder}, [alt("fox")]),
+        ("single-class", data, image_tree(classes=("cat",)), [alt("cat"), alt("2")]),
+        ("class-mismatch", data, mismatched,
+         [alt("dog"), alt("emu")]),
+        ("text-file", data, {**good, "imgs/train/dog/notes.png": "not an image"}, [alt("notes.png")]),
+        ("truncated-image", data, {**good, "imgs/test/cat/big.png": noise[: len(noise) // 3]}, [alt("big.png")]),
+        ("stray-file", data, {**good, "imgs/train/loose.png": png((0, 0, 0))}, [alt("loose.png")]),
+    ]
+    cases = [Case("dataset", f"folder-{name}", f"--dataset folder: {name}", [*train, *argv], expect, files=files)
+             for name, argv, files, expect in rows]
+    search = ["search", "exp.yaml", "--no-progress"]
+    configs = [("path", {"name": "folder", "input": "8x8x3"}, [alt("path")]),
+               ("input", {"name": "folder", "path": "imgs"}, [alt("input")]),
+               ("input-elsewhere", {"name": "synthetic", "input": "8x8x3"}, [alt("input"), alt("folder")])]
+    for name, dataset, expect in configs:
+        cases.append(Case("dataset", f"folder-config-{name}", f"dataset: {dataset}", search, expect,
+                          files={"exp.yaml": yaml_text(experiment(dataset=dataset)), **good}))
+    return cases
 
 
 def calibrate_cases() -> list[Case]:

@@ -74,7 +74,7 @@ class SpaceConfig:
 # Natural images (photos), for which a random crop after zero padding and a horizontal flip keep
 # the label: augmented unless the config says otherwise. Digits and clothing (MNIST,
 # Fashion-MNIST) are centred and a mirrored digit is another glyph: not augmented unless asked.
-AUGMENTED_DATASETS = ("cifar10", "cifar100", "folder")
+AUGMENTED_DATASETS = ("cifar10", "cifar100", "cifar100-coarse", "folder")
 AUGMENT_PADDING = 4  # pixels of zero padding before the random crop (the usual CIFAR recipe)
 IMAGE_CHANNELS = (1, 3)  # what an image folder is converted to: grey or RGB
 

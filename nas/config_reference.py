@@ -27,15 +27,16 @@ HELP = {
     "latency.missing": "ops the table lacks: error, nearest entry, interpolate, or estimate from the table's "
                        "own entries (flagged in the output)",
     "latency.input": "deployment shape HxWxC the networks are rebuilt at and priced (default: the training input)",
-    "dataset.name": "fashion-mnist, mnist, idx, cifar10, cifar100, folder (your own images) or synthetic",
+    "dataset.name": "fashion-mnist, mnist, idx, cifar10, cifar100, cifar100-coarse (its 20 superclasses), "
+                    "folder (your own images) or synthetic",
     "dataset.path": "folder holding the data files (default: the system's, or NAS_DATA); for folder: the "
                     "folder holding train/CLASS/*, test/CLASS/* and optionally val/CLASS/*",
     "dataset.val_fraction": "share of the training split held out to score candidates (ignored when a folder "
                             "has its own val/)",
     "dataset.input": "folder: HxWxC the images are resized and converted to (C 1 grey, 3 RGB), e.g. 64x64x3",
     "dataset.augment": "random crop after 4 pixels of zero padding and horizontal flip while training; default "
-                       "on for cifar10, cifar100 and folder, off for the others (train options crop_padding and "
-                       "flip, when given instead, set it)",
+                       "on for cifar10, cifar100, cifar100-coarse and folder, off for the others (train options "
+                       "crop_padding and flip, when given instead, set it)",
     "dataset.cache": "folder: where the decoded images are kept (default: RUN/data_cache)",
     "evaluator.kind": "train (short training), proxy (zero-cost proxies) or tiny (for tests)",
     "evaluator.options": "the evaluator's options (below for train)",

@@ -27,10 +27,11 @@ import torch
 
 DEFAULT_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 DATA_ENV = "NAS_DATA"
-DATASETS = ("fashion-mnist", "mnist", "idx", "cifar10", "cifar100", "folder", "synthetic")
+DATASETS = ("fashion-mnist", "mnist", "idx", "cifar10", "cifar100", "cifar100-coarse", "folder", "synthetic")
 # (HxWxC, classes) of the datasets whose shape is fixed by their name (synthetic: its default)
 DATASET_SHAPES = {"fashion-mnist": ((28, 28, 1), 10), "mnist": ((28, 28, 1), 10), "cifar10": ((32, 32, 3), 10),
-                  "cifar100": ((32, 32, 3), 100), "synthetic": ((28, 28, 1), 10)}
+                  "cifar100": ((32, 32, 3), 100), "cifar100-coarse": ((32, 32, 3), 20),
+                  "synthetic": ((28, 28, 1), 10)}
 INSTALL_HINT = ("install it with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu) or point "
                 f"{DATA_ENV} (or --data) at a folder holding the four IDX files")
 
@@ -225,23 +226,25 @@ def load_cifar10_folder(folder: str | Path) -> tuple[Split, Split]:
     return train, parts[5]
 
 
-CIFAR100_CLASSES = 100
+CIFAR100_LABELS = {"fine": 100, "coarse": 20}  # the 100 classes, or the 20 superclasses grouping them
 
 
-def load_cifar100_folder(folder: str | Path) -> tuple[Split, Split, tuple[str, ...]]:
-    """(train, test, fine class names) from ``cifar-100-python`` (train, test and meta); the
-    labels are the 100 fine classes."""
+def load_cifar100_folder(folder: str | Path, labels: str = "fine") -> tuple[Split, Split, tuple[str, ...]]:
+    """(train, test, class names) from ``cifar-100-python`` (train, test and meta); ``labels``
+    picks the 100 fine classes or the 20 coarse superclasses the files also carry."""
+    if labels not in CIFAR100_LABELS:
+        raise DataError(f"CIFAR-100 labels must be one of {list(CIFAR100_LABELS)}, got {labels!r}")
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"dataset folder {folder} does not exist")
     for name in ("train", "test", "meta"):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder} has no {name} (expected the CIFAR-100 python files train, test, meta)")
-    train, test = (_read_cifar_batch(folder / name, "fine_labels") for name in ("train", "test"))
-    names = _read_cifar_pickle(folder / "meta").get("fine_label_names")
-    if (not isinstance(names, list) or len(names) != CIFAR100_CLASSES
-            or not all(isinstance(n, (bytes, str)) for n in names)):
-        raise DataError(f"{folder / 'meta'}: 'fine_label_names' must be a list of {CIFAR100_CLASSES} names")
+    train, test = (_read_cifar_batch(folder / name, f"{labels}_labels") for name in ("train", "test"))
+    count, key = CIFAR100_LABELS[labels], f"{labels}_label_names"
+    names = _read_cifar_pickle(folder / "meta").get(key)
+    if not isinstance(names, list) or len(names) != count or not all(isinstance(n, (bytes, str)) for n in names):
+        raise DataError(f"{folder / 'meta'}: {key!r} must be a list of {count} names")
     return train, test, tuple(n.decode("latin-1") if isinstance(n, bytes) else n for n in names)
 
 
@@ -326,7 +329,8 @@ def load_dataset(name: str = "fashion-mnist", root: str | Path | None = None, *,
 
     ``fashion-mnist``/``mnist``/``idx`` read an MNIST-format IDX folder (``root``, else
     $NAS_DATA, else /usr/share/datasets/fashion-mnist for fashion-mnist); ``cifar10`` and
-    ``cifar100`` read the python folders; ``folder`` reads an image folder
+    ``cifar100`` read the python folders (``cifar100-coarse``: CIFAR-100's folder with its 20
+    superclasses as labels); ``folder`` reads an image folder
     (``root/train/<class>/*``, ``root/test/<class>/*``, optional ``root/val/``) resized and
     converted to ``input`` (HxWxC, C 1 or 3), keeping the decoded arrays in ``cache_dir`` when
     given; ``synthetic`` generates data (options: train, test, shape, classes, seed). Raises
@@ -349,8 +353,8 @@ def load_dataset(name: str = "fashion-mnist", root: str | Path | None = None, *,
     try:
         if name == "cifar10":
             train, test = load_cifar10_folder(folder)
-        elif name == "cifar100":
-            train, test, class_names = load_cifar100_folder(folder)
+        elif name in ("cifar100", "cifar100-coarse"):
+            train, test, class_names = load_cifar100_folder(folder, "coarse" if name == "cifar100-coarse" else "fine")
         else:
             train, test = load_idx_folder(folder)
     except FileNotFoundError as exc:

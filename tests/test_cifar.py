@@ -109,3 +109,25 @@ def test_cifar100_truncated_and_missing_files(tmp_path):
     (folder / "train").write_bytes((tmp_path / "d" / "train").read_bytes())
     with pytest.raises(DataError, match="'fine_label_names' must be a list of 100 names"):
         load_dataset("cifar100", folder)
+
+
+def test_cifar100_coarse_reads_the_twenty_superclasses(tmp_path):
+    folder = write_cifar100(tmp_path / "cifar-100-python")
+    dataset = load_dataset("cifar100-coarse", folder, val_fraction=0.25)
+    assert dataset.input_shape == (32, 32, 3) and dataset.classes == 20
+    assert dataset.class_names[:2] == ("coarse0", "coarse1") and len(dataset.class_names) == 20
+    with open(folder / "test", "rb") as handle:
+        raw = pickle.load(handle, encoding="bytes")
+    assert dataset.test.labels.tolist() == raw[b"coarse_labels"]
+    assert dataset.test.labels.tolist() != raw[b"fine_labels"]
+
+
+def test_cifar100_labels_outside_the_classes_are_refused(tmp_path):
+    folder = write_cifar100(tmp_path / "c")
+    with open(folder / "train", "rb") as handle:
+        content = pickle.load(handle, encoding="bytes")
+    content[b"coarse_labels"][3] = 20
+    write_pickle(folder / "train", content)
+    with pytest.raises(DataError, match=r"train labels must lie in \[0, 20\)"):
+        load_dataset("cifar100-coarse", folder)
+    assert load_dataset("cifar100", folder).classes == 100  # the fine labels are intact

@@ -169,6 +169,7 @@ def load_image_folder(root: str | Path, shape: tuple[int, int, int],
                           f"got {'x'.join(map(str, shape))}")
     root = Path(root)
     splits = list_image_folder(root)
+    check_memory(root, sum(len(files) for classes in splits.values() for files in classes.values()), shape)
     names = list(splits["train"])
     cache = None
     if cache_dir is not None:
@@ -187,6 +188,44 @@ def load_image_folder(root: str | Path, shape: tuple[int, int, int],
             if stale != cache:
                 stale.unlink(missing_ok=True)
     return arrays, names
+
+
+def available_memory_bytes() -> int | None:
+    """Memory a new allocation can get without swapping (Linux's MemAvailable, else the
+    physical memory); None where neither is known."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _size(count: int) -> str:
+    return f"{count / 1e9:.1f} GB" if count >= 1e9 else f"{count / 1e6:.1f} MB"
+
+
+def check_memory(root: Path, images: int, shape: tuple[int, int, int]) -> None:
+    """The decoded folder is held in memory whole (training draws random batches from it):
+    refuse, before decoding for minutes, a folder that cannot fit, and warn when it would take
+    more than half of what is free."""
+    h, w, c = shape
+    needed, available = images * h * w * c, available_memory_bytes()
+    if available is None or needed <= available // 2:
+        return
+    side = max(8, int(min(h, w) * (available / 2 / needed) ** 0.5))  # a square input that fits in half
+    advice = f"a smaller input (about {side}x{side}x{c} fits in half of it) or fewer images"
+    message = (f"image folder {root}: {images:,} images at {h}x{w}x{c} need {_size(needed)} of memory once decoded, "
+               f"and {_size(available)} is available")
+    if needed > available:
+        raise FolderError(f"{message}; choose {advice}")
+    warnings.warn(f"{message}: more than half of it; training and other processes need the rest ({advice})",
+                  stacklevel=3)
 
 
 def _cache_stem(root: Path, shape: tuple[int, int, int]) -> str:

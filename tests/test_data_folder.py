@@ -241,3 +241,20 @@ def test_photo_is_turned_upright_by_its_exif_orientation(tmp_path):
     photo = next(image[0].float() for image in dataset.test.images if image.float().std() > 50)
     # turned clockwise, the sensor's left half becomes the top half
     assert photo[:4].mean() > 200 and photo[4:].mean() < 55, photo
+
+
+def test_a_folder_too_big_for_memory_is_refused_before_decoding(tmp_path, monkeypatch):
+    root = image_folder(tmp_path / "imgs", per_class=2)  # 12 images
+    monkeypatch.setattr(data_folder, "available_memory_bytes", lambda: 12 * 64 * 64 * 3 - 1)
+    monkeypatch.setattr(data_folder, "decode_image", lambda *a: pytest.fail("decoded a folder that cannot fit"))
+    with pytest.raises(DataError, match=r"imgs: 12 images at 64x64x3 need 0.1 MB of memory once decoded, and "
+                                        r"0.1 MB is available; choose a smaller input \(about 45x45x3 fits"):
+        load_dataset("folder", root, input="64x64x3")
+
+
+def test_a_folder_taking_most_of_the_memory_is_loaded_with_a_warning(tmp_path, monkeypatch):
+    root = image_folder(tmp_path / "imgs", per_class=2)
+    monkeypatch.setattr(data_folder, "available_memory_bytes", lambda: 12 * 8 * 8 * 3 + 1)
+    with pytest.warns(UserWarning, match="more than half of it"):
+        dataset = load_dataset("folder", root, input="8x8x3")
+    assert len(dataset.test) == 6

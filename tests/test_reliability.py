@@ -258,6 +258,33 @@ def test_simultaneous_workers_on_a_new_postgres_database_join_one_study(postgres
         engine.dispose()
 
 
+def test_a_trial_asked_after_another_worker_filled_the_budget_is_withdrawn(tmp_path, monkeypatch):
+    """The race the test above can lose: this worker reads the study (2 of 3 trials done), then
+    another worker asks and completes the last trial before this one asks its own."""
+    import nas.search.controller as controller_module
+
+    ask, meanwhile = controller_module.ask, []
+
+    def another_worker_goes_first(study):
+        if len(study.get_trials(states=(TrialState.COMPLETE,))) == 2 and not meanwhile:
+            other = ask(study)
+            study.tell(other, [0.5, 1.0])
+            meanwhile.append(other.number)
+        return ask(study)
+
+    monkeypatch.setattr(controller_module, "ask", another_worker_goes_first)
+    config, evaluator = make_config(tmp_path, trials=3), FakeEvaluator()
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0))
+    controller = Controller(study=study, space=get_space("mobilenet_v1", (28, 28, 1), 10), evaluator=evaluator,
+                            latency_model=FakeLatency(), objective=Objective(config.objective), trials=3,
+                            progress=False, log=lambda line: None)
+    summary = controller.run()
+    assert summary.completed == 3 and summary.withdrawn == 1 and len(evaluator.calls) == 2
+    withdrawn = study.get_trials(states=(TrialState.PRUNED,))
+    assert [t.number for t in withdrawn] == [meanwhile[0] + 1] and not withdrawn[0].params
+    assert "filled the budget" in withdrawn[0].user_attrs["reason"]
+
+
 # ---- interrupted work: a run that fails before its study exists leaves no folder
 
 

@@ -58,6 +58,7 @@ class RunSummary:
     completed: int = 0  # completed trials in the study when the run ended
     evaluated: int = 0  # networks this run evaluated
     duplicates: int = 0
+    withdrawn: int = 0  # asked when other workers' trials had just filled the budget (see asked_past_budget)
     infeasible: int = 0
     failed: int = 0
     interrupted: bool = False
@@ -180,6 +181,19 @@ class Controller:
             return "run"
         return "wait" if complete < self.trials else "stop"
 
+    def asked_past_budget(self, number: int) -> bool:
+        """Whether the trial ``number``, just asked, is one too many. Reading the study and
+        asking for a trial are two steps: workers that read it at the same moment all see room
+        for one more trial. Trial numbers are handed out in order, so each counts the trials
+        asked before its own (completed, or running in a live worker, as :meth:`next_action`
+        counts them) and the one that finds the budget filled withdraws."""
+        if self.trials is None:
+            return False
+        before = [t for t in self.study.get_trials(deepcopy=False) if t.number < number]
+        complete = sum(1 for t in before if t.state == TrialState.COMPLETE)
+        running = self.in_flight(before) if self.heartbeat.enabled else 0
+        return complete + running >= self.trials
+
     def in_flight(self, trials: list[FrozenTrial]) -> int:
         """Running trials younger than twice the grace period and the heartbeat interval plus
         three times the median duration of the study's completed evaluations (the longest with
@@ -225,7 +239,7 @@ class Controller:
                     time.sleep(self.heartbeat_interval_s())
                     continue
                 duplicates_before = summary.duplicates
-                self.step(summary)
+                self.step(summary, queued=any(t.state == TrialState.WAITING for t in trials))
                 self.consecutive_duplicates = (self.consecutive_duplicates + 1
                                                if summary.duplicates > duplicates_before else 0)
                 if self.consecutive_failures >= MAX_CONSECUTIVE_FAILED_EVALUATIONS:
@@ -257,11 +271,17 @@ class Controller:
         summary.elapsed_s = time.perf_counter() - start
         return summary
 
-    def step(self, summary: RunSummary) -> int:
+    def step(self, summary: RunSummary, queued: bool = False) -> int:
         """Ask for one trial, measure it, evaluate it unless infeasible or known, tell;
-        returns the trial's number."""
+        returns the trial's number. ``queued``: the study held a queued trial when it was last
+        read (queued trials run whatever the budget)."""
         trial = ask(self.study)
         trial_id = self.heartbeat.first(self.study, trial.number)
+        if not queued and self.asked_past_budget(trial.number):
+            trial.set_user_attr("reason", "withdrawn unevaluated: the trials asked before it filled the budget")
+            self.study.tell(trial, state=TrialState.PRUNED)
+            summary.withdrawn += 1
+            return trial.number
         params = {name: trial.suggest_categorical(name, choices) for name, choices in self.choices.items()}
         spec = self.space.decode(params)
         m = self.measure(spec)

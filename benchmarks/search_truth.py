@@ -32,9 +32,9 @@ Rerun the same command after a kill: a way whose search ended goes straight on v
 cut off half-way is refused (its folder must go), since resuming it would search past the
 budget.
 
-A timeout stops starting trials: a halving trial that started before it trains on to its top
-rung, so the halving run may pass the budget by up to one trial's full training; the JSON
-reports what each way actually spent. The full run takes hours on 2 cores (two searches of
+A timeout stops starting trials, and a halving trial running when it passes goes on to no
+further rung: each way may pass the budget by up to one trial's (one rung's) training, and
+the baselines' trainings count in it; the JSON reports what each way actually spent. The full run takes hours on 2 cores (two searches of
 ``--budget-s`` each, then about (picks + baselines) x seeds full-data epochs per way).
 ``--quick`` checks the pipeline in a few minutes: generated data, MobileNetV1 at width 0.25
 (one baseline), 60 s per search, rungs 1,2, 2 picks, 2 seeds; its figures mean nothing.

@@ -2,6 +2,7 @@
 records, training on from rung to rung, the search end to end, resume, and the config errors."""
 
 import os
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -196,6 +197,22 @@ def test_a_baseline_trains_to_the_top_rung_whatever_its_rank():
     assert evaluator.trained == 3 and metrics["stopped"] is False and trial.user_attrs["rung"] == 3
 
 
+def test_no_trial_goes_on_to_another_rung_once_the_time_limit_has_passed(monkeypatch):
+    """Otherwise a trial started just before the limit trains on to the top rung (9 epochs here)
+    and the search overruns its time by a whole trial."""
+    study = FakeStudy([])
+    schedule = RungSchedule((1, 3, 9), keep=0.5)
+    clock = iter([10.0, 20.0])  # the time at rung 1, then at rung 2
+    monkeypatch.setattr("nas.search.halving.time.monotonic", lambda: next(clock))
+    evaluator = ScriptedRungs([0.8, 0.85, 0.9], schedule)
+    h = SuccessiveHalving(study, Objective(ObjectiveConfig()), evaluator)
+    h.deadline = 15.0
+    trial = RungTrial(study, 0, "a", 1.0)  # the first at every rung: ranked alone, it would go on
+    metrics = h.evaluate(trial, SimpleNamespace(arch_id="a"), Measured(1.0, 1, 1))
+    assert evaluator.trained == 2 and metrics["rung"] == 2 and metrics["stopped"] is True
+    assert trial.user_attrs["stopped_by"] == "time limit" and trial.user_attrs["rung_scores"] == [0.8, 0.85]
+
+
 def test_a_failed_rung_ends_the_trial_without_a_record():
     study = FakeStudy([])
     evaluator = ScriptedRungs([0.8], RungSchedule((1, 3)))
@@ -371,6 +388,31 @@ def test_search_stops_some_trials_at_rung_1_and_trains_others_to_the_top(tmp_pat
     report = (tmp_path / "run" / "report.html").read_text()
     assert "<h2>Successive halving</h2>" in report
     assert f"<td class='num'>2</td><td class='num'>2</td><td class='num'>{rungs.count(2)}</td>" in report
+
+
+class SlowRungs:
+    """The train evaluator, each of its rungs taking ``seconds`` longer."""
+
+    def __init__(self, inner, seconds):
+        self.inner, self.seconds = inner, seconds
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def evaluate_rungs(self, spec):
+        for metrics in self.inner.evaluate_rungs(spec):
+            time.sleep(self.seconds)
+            yield metrics
+
+
+def test_a_timed_search_promotes_no_trial_past_its_time_limit(tmp_path):
+    # the first trial at every rung goes on, so without the limit trial 0 would train all 3 rungs
+    cfg = config(tmp_path, {"rungs": [1, 2, 3], "keep": 0.5}, trials=None, timeout_s=1.0)
+    summary, study = search(cfg, evaluator=SlowRungs(small_evaluator(cfg), 0.6))
+    first = study.trials[0]
+    assert first.state == TrialState.COMPLETE and first.user_attrs["rung"] < 3  # rung 2 ends after 1.2 s
+    assert first.user_attrs["stopped"] is True and first.user_attrs["stopped_by"] == "time limit"
+    assert summary.completed == 1 and first.values[0] == first.user_attrs["rung_scores"][-1]
 
 
 class KillAtRung:

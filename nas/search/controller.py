@@ -215,6 +215,8 @@ class Controller:
         summary = RunSummary()
         start = time.perf_counter()
         self.requeue_interrupted()
+        if self.halving is not None and self.timeout_s is not None:
+            self.halving.deadline = time.monotonic() + self.timeout_s
         done = self.completed_count()
         # With a time limit, tqdm's own estimate (remaining trials at the mean rate) can promise
         # far more than the limit allows: the bar shows time_left's estimate instead.

@@ -13,7 +13,8 @@ crowding distance instead of its epsilon-net inside a front.
 State lives in the Optuna storage, through public APIs only, so many workers on PostgreSQL
 share it and a killed run resumes: each trial records ``rung_scores`` (its score at each rung
 it reached, in order), ``rung`` (1-based), ``rung_budget`` (the rung's epochs or data share)
-and, when it ends, ``stopped`` (true when the halving stopped it below the top rung). A trial
+and, when it ends, ``stopped`` (true when the halving stopped it below the top rung;
+``stopped_by: "time limit"`` when the search's time limit had passed, see ``deadline``). A trial
 stopped early is a completed trial with its last rung's score, so the sampler and the Pareto
 front see it; the report marks points by rung. A killed trial's retry trains again from
 scratch (the evaluator's cache answers the rungs already trained).
@@ -22,6 +23,7 @@ scratch (the evaluator's cache answers the rungs already trained).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -222,6 +224,9 @@ class SuccessiveHalving:
     def __init__(self, study, objective, evaluator):
         self.study, self.objective, self.evaluator = study, objective, evaluator
         self.schedule: RungSchedule = evaluator.schedule
+        # time.monotonic() past which no trial goes on to another rung (the search's time limit):
+        # a run then ends within one rung's training of it, not one trial's full training
+        self.deadline: float | None = None
 
     def evaluate(self, trial, spec, measured) -> dict[str, Any]:
         """The metrics of the last rung ``trial`` reached, with ``rung``, ``rung_budget`` and
@@ -246,6 +251,10 @@ class SuccessiveHalving:
                     break
                 if "baseline" in trial.user_attrs:
                     continue  # a reference network trains to the top rung: the plots compare against it
+                if self.deadline is not None and time.monotonic() >= self.deadline:
+                    trial.set_user_attr("stopped", True)
+                    trial.set_user_attr("stopped_by", "time limit")
+                    return {**metrics, "stopped": True}
                 own = Measured(measured.latency_ms, measured.macs, measured.params, float(score))
                 if not self.promoted(trial.number, spec.arch_id, rung, own):
                     trial.set_user_attr("stopped", True)

@@ -33,9 +33,11 @@ cut off half-way is refused (its folder must go), since resuming it would search
 budget.
 
 A timeout stops starting trials, and a halving trial running when it passes goes on to no
-further rung: each way may pass the budget by up to one trial's (one rung's) training, and
-the baselines' trainings count in it; the JSON reports what each way actually spent. The full run takes hours on 2 cores (two searches of
-``--budget-s`` each, then about (picks + baselines) x seeds full-data epochs per way).
+further rung: each way may pass the budget by up to one trial's (one rung's) training. The
+baselines are trained before the timed search (to the top rung under halving): they are not
+in the budget but are in the search's wall-clock, which the JSON reports as spent. The full
+run takes about 1.5 hours on 2 quiet cores (two searches of ``--budget-s`` each, then about
+(picks + baselines) x seeds full-data epochs per way).
 ``--quick`` checks the pipeline in a few minutes: generated data, MobileNetV1 at width 0.25
 (one baseline), 60 s per search, rungs 1,2, 2 picks, 2 seeds; its figures mean nothing.
 """

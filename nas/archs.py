@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nas.space import FASHION_MNIST, Shape, get_reference, list_references
-from nas.spec import ArchSpec, SpecError
+from nas.spec import ArchSpec, SpecError, parse_shape
 from nas.strict_parse import loads_json
 
 MAX_SPEC_FILE_BYTES = 1_000_000  # a spec of the largest allowed network is well under 100 kB
@@ -78,5 +78,5 @@ def load_arch_for_table(text: str, provenance: dict) -> ArchSpec:
     shape and class count (from its provenance); a file or spec string carries its own."""
     if text not in list_references():
         return load_arch(text)
-    shape = tuple(int(v) for v in provenance["input"].split("x")) if provenance.get("input") else None
+    shape = parse_shape(provenance["input"], "the table's input") if provenance.get("input") else None
     return load_arch(text, shape, provenance.get("classes"))

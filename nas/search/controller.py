@@ -187,8 +187,8 @@ class Controller:
         for one more trial. Trial numbers are handed out in order, so each counts the trials
         asked before its own (completed, or running in a live worker, as :meth:`next_action`
         counts them) and the one that finds the budget filled withdraws."""
-        if self.trials is None:
-            return False
+        if self.trials is None or number < self.trials:
+            return False  # fewer trials than the budget were asked before it: no need to read the study
         before = [t for t in self.study.get_trials(deepcopy=False) if t.number < number]
         complete = sum(1 for t in before if t.state == TrialState.COMPLETE)
         running = self.in_flight(before) if self.heartbeat.enabled else 0
